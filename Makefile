@@ -1,0 +1,83 @@
+# Two commands set up everything: `make book` and `make test`.
+# Both create .venv from requirements.lock when it is missing or out of date.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# nbgrader shells out to alembic: the environment's bin/ must be on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PYTHONHASHSEED := 0
+
+A ?= rnn_bptt
+ASSIGNMENTS := rnn_bptt gated_cells deep_birnn
+DEBIAN_PACKAGES := chromium bubblewrap
+
+.PHONY: help venv book test lint bench release collect autograde feedback grades grade system-deps clean
+
+help:
+	@echo "make book        build the textbook into _build/html"
+	@echo "make test        run the whole test suite (book build, nbgrader, browser)"
+	@echo "make lint        ruff over the package and the tests"
+	@echo "make bench       benchmark the layers against torch.nn"
+	@echo "make release     regenerate the student notebooks in assignments/"
+	@echo "make collect     A=<assignment>: import an LMS zip download (nbgrader zip_collect)"
+	@echo "make autograde   A=<assignment>: autograde every submission"
+	@echo "make feedback    A=<assignment>: generate HTML feedback"
+	@echo "make grades      export all grades to grades.csv"
+	@echo "make grade       A=<assignment>: parallel trusted grading with a summary report"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+book: venv
+	$(VENV)/bin/jupyter-book build . --builder html
+
+test: venv system-deps
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check rnn_course tests
+	$(VENV)/bin/ruff format --check rnn_course tests
+
+bench: venv
+	$(PY) -m rnn_course.bench
+
+release: venv
+	for a in $(ASSIGNMENTS); do nbgrader generate_assignment "$$a" --force || exit 1; done
+
+collect: venv
+	nbgrader zip_collect $(A) --force
+
+autograde: venv
+	nbgrader autograde $(A)
+
+feedback: venv
+	nbgrader generate_feedback $(A) --force
+
+grades: venv
+	nbgrader export --to grades.csv
+
+grade: venv
+	$(VENV)/bin/rnn-course grade $(A)
+
+# Debian packages the tests need: a browser for the book and bubblewrap for the grader.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "missing Debian packages:$$missing (install them with: sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache
