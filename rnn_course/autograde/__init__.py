@@ -25,9 +25,13 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
 
     from rnn_course.autograde.preprocessor import TrustedExecute
 
-    current = list(c.Autograde.autograde_preprocessors or Autograde.autograde_preprocessors.default())
-    replaced = [TrustedExecute if p in (Execute, "nbgrader.preprocessors.Execute") else p
-                for p in current]
+    if "Autograde" in c and "autograde_preprocessors" in c.Autograde:
+        current = list(c.Autograde.autograde_preprocessors)
+    else:
+        current = list(Autograde.autograde_preprocessors.default())
+    replaced = [
+        TrustedExecute if p in (Execute, "nbgrader.preprocessors.Execute") else p for p in current
+    ]
     if TrustedExecute not in replaced:
         replaced.insert(0, TrustedExecute)
     c.Autograde.autograde_preprocessors = replaced

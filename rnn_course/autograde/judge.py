@@ -1,0 +1,75 @@
+"""Turn what the sandbox returned into a verdict per test cell (trusted side only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rnn_course.autograde.sandbox import CheckResult
+from rnn_course.autograde.suite import GradingSuite
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one test cell."""
+
+    name: str  # the graded function, e.g. "rnn_backward"
+    passed: bool
+    ename: str  # exception class shown in the notebook ("" when passed)
+    message: str  # the compare message, or the success line
+    n_public: int
+    n_hidden: int
+    timed_out: bool = False
+
+
+def judge(
+    name: str,
+    result: CheckResult | None,
+    suite: GradingSuite,
+    cell_errors: dict[str, str],
+) -> Verdict:
+    """Compare every case of check ``name``; the first failing case gives the message."""
+    cases = suite.cases(name)
+    n_pub = sum(not c.hidden for c in cases)
+    n_hid = len(cases) - n_pub
+    deps = suite.dependencies.get(name, [name])
+    broken = [f"the answer cell '{d}' raised {cell_errors[d].strip().splitlines()[-1]}"
+              for d in deps if cell_errors.get(d)]
+    note = (" Note: " + "; ".join(broken) + ".") if broken else ""
+
+    def fail(ename: str, message: str, timed_out: bool = False) -> Verdict:
+        return Verdict(name, False, ename, message + note, n_pub, n_hid, timed_out)
+
+    if result is None:
+        return fail("RuntimeError", f"{name}: the check did not run")
+    if result.failure is not None:
+        return fail(result.ename, f"{name}: {result.failure}",
+                    result.ename == "TimeoutError")
+    if len(result.outputs) != len(cases):
+        return fail("RuntimeError", f"{name}: the grading worker returned an incomplete result")
+    for case, outputs in zip(cases, result.outputs, strict=True):
+        if not isinstance(outputs, dict):
+            return fail("AssertionError", f"{name} ({case.label}): no outputs")
+        if "error" in outputs and isinstance(outputs.get("error"), str):
+            return fail(
+                "AssertionError",
+                f"{name} ({case.label}): calling your code raised {outputs['error']}",
+            )
+        try:
+            suite.compare(name, _plain(outputs), case)
+        except AssertionError as exc:
+            return fail("AssertionError", str(exc) or f"{name} ({case.label}): wrong result")
+        except Exception as exc:  # the comparison must never crash the grader
+            return fail(
+                "AssertionError",
+                f"{name} ({case.label}): the outputs could not be compared "
+                f"({type(exc).__name__}: {exc})",
+            )
+    parts = [f"{n_pub} public"] + ([f"{n_hid} hidden"] if n_hid else [])
+    return Verdict(name, True, "", f"{name}: all {' and '.join(parts)} cases passed.",
+                   n_pub, n_hid)
+
+
+def _plain(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Outputs as the worker sent them (already plain data; a shallow copy)."""
+    return dict(outputs)
