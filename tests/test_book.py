@@ -1,0 +1,322 @@
+"""Build the textbook and check the result, as files and in a real browser.
+
+The build goes to ``_build/test`` (its own jupyter-cache included), so a developer's
+``_build/html`` is never touched; the browser test reuses the same session-scoped build.
+Both tests are slow: a clean build executes every chapter.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+from playwright.sync_api import sync_playwright
+
+pytestmark = pytest.mark.slow
+
+ASSIGNMENTS = ("rnn_bptt", "gated_cells", "deep_birnn")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# nbgrader's markers: none of them may reach a student-facing file
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS")
+
+
+@dataclass(frozen=True)
+class Build:
+    """A finished book build: the HTML folder, the build log and the exit status."""
+
+    html: Path
+    log: str
+    returncode: int
+
+
+def _jupyter_book() -> list[str]:
+    executable = Path(sys.executable).with_name("jupyter-book")
+    return [str(executable if executable.exists() else shutil.which("jupyter-book"))]
+
+
+@pytest.fixture(scope="session")
+def book(repo_root: Path) -> Build:
+    """Build the whole book once per test session into ``_build/test``."""
+    output = repo_root / "_build" / "test"
+    command = [*_jupyter_book(), "build", ".", "-W", "--keep-going"]
+    command += ["--path-output", str(output)]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=1800
+    )
+    return Build(output / "_build" / "html", result.stdout + result.stderr, result.returncode)
+
+
+def _toc_files(repo_root: Path) -> list[str]:
+    """Every document listed in ``_toc.yml``, as a path without suffix."""
+    toc = yaml.safe_load((repo_root / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+
+    for part in toc.get("parts", [toc]):
+        walk(part.get("chapters", []))
+    return files
+
+
+def _chapter_pages(book: Build, repo_root: Path) -> list[Path]:
+    return [book.html / f"{name}.html" for name in _toc_files(repo_root)]
+
+
+class _OutputText(HTMLParser):
+    """Collects the text inside executed-cell outputs and the classes of output blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0  # > 0 while inside a cell_output element
+        self.stack: list[bool] = []
+        self.text: list[str] = []
+        self.output_classes: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        classes = (dict(attrs).get("class") or "").split()
+        opens = "cell_output" in classes
+        if self.depth or opens:
+            self.output_classes.append(" ".join(classes))
+        self.stack.append(opens)
+        self.depth += opens
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.stack:
+            self.depth -= self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self.depth:
+            self.text.append(data)
+
+
+def _solution_lines(repo_root: Path) -> dict[str, list[str]]:
+    """The code between the solution markers of every instructor notebook, per assignment."""
+    found: dict[str, list[str]] = {}
+    skip = {"_build", ".venv", "assignments", ".git", "release", "submitted", "autograded"}
+    for notebook in repo_root.rglob("*.ipynb"):
+        relative = notebook.relative_to(repo_root)
+        if skip & set(relative.parts) or notebook.stem not in ASSIGNMENTS:
+            continue
+        cells = json.loads(notebook.read_text())["cells"]
+        lines: list[str] = []
+        for cell in cells:
+            source = "".join(cell["source"])
+            for block in re.findall(
+                r"### BEGIN SOLUTION(.*?)### END SOLUTION", source, flags=re.DOTALL
+            ):
+                lines += [ln.strip() for ln in block.splitlines() if len(ln.strip()) >= 20]
+        if lines:
+            found.setdefault(notebook.stem, []).extend(lines)
+    return found
+
+
+# ------------------------------------------------------------------------------------------
+# The build and its files
+# ------------------------------------------------------------------------------------------
+
+
+def test_build_succeeds(book: Build) -> None:
+    assert book.returncode == 0, book.log[-5000:]
+    assert "build succeeded" in book.log
+
+
+def test_every_toc_page_is_built(book: Build, repo_root: Path) -> None:
+    missing = [p for p in _chapter_pages(book, repo_root) if not p.is_file()]
+    assert not missing, f"pages missing from the build: {missing}"
+    assert (book.html / "index.html").is_file()
+
+
+def test_mathjax_is_served_locally(book: Build, repo_root: Path) -> None:
+    script = book.html / "_static" / "mathjax" / "tex-mml-chtml.js"
+    assert script.is_file() and script.stat().st_size > 100_000
+    fonts = list((book.html / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
+    assert fonts, "MathJax's CHTML fonts were not copied"
+    page = (book.html / "book" / "03_vanishing_exploding.html").read_text()
+    assert "_static/mathjax/tex-mml-chtml.js" in page
+    assert "cdn.jsdelivr.net" not in page
+
+
+def test_executed_pages_have_no_errors(book: Build, repo_root: Path) -> None:
+    executed = 0
+    for page in _chapter_pages(book, repo_root):
+        parser = _OutputText()
+        parser.feed(page.read_text())
+        executed += bool(parser.output_classes)
+        text = "".join(parser.text)
+        assert "Traceback" not in text, f"{page.name}: a cell printed a traceback"
+        assert not re.search(r"\w+Error\b", text), f"{page.name}: an error in a cell output"
+        for classes in parser.output_classes:
+            assert "stderr" not in classes.split(), f"{page.name}: output on stderr"
+            assert "error" not in classes.split(), f"{page.name}: an error output"
+    assert executed >= 8, f"only {executed} pages have executed outputs"
+
+
+def test_student_notebooks_are_downloadable(book: Build) -> None:
+    downloads = book.html / "_downloads"
+    names = {p.name for p in downloads.rglob("*.ipynb")} if downloads.is_dir() else set()
+    for assignment in ASSIGNMENTS:
+        assert f"{assignment}.ipynb" in names, f"{assignment}.ipynb is not under _downloads/"
+
+
+def test_no_solution_leaks_into_assignment_pages(book: Build, repo_root: Path) -> None:
+    pages = sorted((book.html / "book" / "assignments").glob("*.html"))
+    downloads = sorted((book.html / "_downloads").rglob("*.ipynb"))
+    assert len(pages) >= len(ASSIGNMENTS) + 1
+    solutions = _solution_lines(repo_root)
+    assert set(solutions) == set(ASSIGNMENTS), "instructor notebooks with solutions not found"
+    for path in [*pages, *downloads]:
+        text = path.read_text()
+        for marker in SOLUTION_MARKERS:
+            assert marker not in text, f"{path.name} contains {marker!r}"
+        if path.suffix == ".ipynb":
+            # compare code, not JSON-escaped text
+            cells = json.loads(text)["cells"]
+            text = "\n".join("".join(c["source"]) for c in cells)
+        for line in (ln for lines in solutions.values() for ln in lines):
+            assert line not in text, f"{path.name} contains solution code: {line!r}"
+
+
+# ------------------------------------------------------------------------------------------
+# The pages in a browser
+# ------------------------------------------------------------------------------------------
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def server(book: Build) -> Iterator[str]:
+    """Serve the built HTML on 127.0.0.1 (random port) from a background thread."""
+    assert book.returncode == 0, "the book did not build"
+    handler = functools.partial(_QuietHandler, directory=str(book.html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+def _all_pages(html: Path) -> list[Path]:
+    skip = {"_static", "_sources", "_downloads", "_images"}
+    return sorted(p for p in html.rglob("*.html") if not skip & set(p.relative_to(html).parts))
+
+
+@functools.cache
+def _ids(path: Path) -> frozenset[str]:
+    return frozenset(re.findall(r'\bid="([^"]+)"', path.read_text()))
+
+
+def _broken_links(page: Path, html: Path, hrefs: list[str]) -> list[str]:
+    broken = []
+    for href in hrefs:
+        parts = urlsplit(href)
+        if parts.scheme or parts.netloc or href.startswith(("mailto:", "javascript:")):
+            continue
+        target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        exists = target.is_file() and html.resolve() in target.resolve().parents
+        anchored = (
+            not parts.fragment
+            or target.suffix != ".html"
+            or unquote(parts.fragment) in _ids(target.resolve())
+        )
+        if not (exists and anchored):
+            broken.append(href)
+    return broken
+
+
+# visible text of the page without code blocks, where "$$" or "\[" can legitimately appear
+_VISIBLE_TEXT = """() => {
+  const body = document.body.cloneNode(true);
+  body.querySelectorAll('pre, code, script, style, mjx-container, .MathJax_Preview')
+      .forEach(e => e.remove());
+  return body.innerText;
+}"""
+
+_IMAGES = """() => Array.from(document.images).map(img => ({
+  src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth}))"""
+
+
+def test_pages_render_in_a_browser(book: Build, server: str, repo_root: Path) -> None:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: install Debian's chromium"
+    pages = _all_pages(book.html)
+    assert len(pages) >= len(_toc_files(repo_root))
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        requested: list[str] = []
+        context.on("request", lambda request: requested.append(request.url))
+        page = context.new_page()
+        for path in pages:
+            relative = path.relative_to(book.html).as_posix()
+            page.goto(f"{server}/{relative}", wait_until="load")
+            has_math = page.locator(".math").count() > 0
+            if has_math:
+                page.wait_for_function(
+                    "() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+                )
+                page.evaluate("() => MathJax.startup.promise")
+                if page.locator("mjx-container").count() == 0:
+                    problems.append(f"{relative}: math not rendered by MathJax")
+                text = page.evaluate(_VISIBLE_TEXT)
+                for raw in ("$$", "\\[", "\\("):
+                    if raw in text:
+                        problems.append(f"{relative}: raw {raw!r} left in the page")
+            for image in page.evaluate(_IMAGES):
+                if not image["complete"] or image["width"] == 0:
+                    problems.append(f"{relative}: image not loaded: {image['src']}")
+            if page.locator(".output.error, .output.stderr, .stderr").count():
+                problems.append(f"{relative}: error or stderr output")
+            outputs = " ".join(page.locator(".cell_output").all_inner_texts())
+            if "Traceback" in outputs:
+                problems.append(f"{relative}: traceback in an output")
+            hrefs = page.eval_on_selector_all(
+                "a[href]", "els => els.map(e => e.getAttribute('href'))"
+            )
+            problems += [
+                f"{relative}: broken link {h}" for h in _broken_links(path, book.html, hrefs)
+            ]
+            if relative == "book/03_vanishing_exploding.html":
+                shots = repo_root / "_build" / "screenshots"
+                shots.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shots / "ch03.png"), full_page=True)
+        browser.close()
+    external = {urlsplit(u).netloc for u in requested if not u.startswith((server, "data:"))}
+    assert not external, f"pages requested resources from the network: {sorted(external)}"
+    assert not problems, "\n".join(problems)
