@@ -250,12 +250,12 @@ def _broken_links(page: Path, html: Path, hrefs: list[str]) -> list[str]:
         if target.is_dir():
             target = target / "index.html"
         exists = target.is_file() and html.resolve() in target.resolve().parents
-        anchored = (
+        anchored = exists and (
             not parts.fragment
             or target.suffix != ".html"
             or unquote(parts.fragment) in _ids(target.resolve())
         )
-        if not (exists and anchored):
+        if not anchored:
             broken.append(href)
     return broken
 
