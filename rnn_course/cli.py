@@ -1,0 +1,66 @@
+"""The ``rnn-course`` command line.
+
+``rnn-course grade <assignment> [--jobs N] [--students GLOB] [--scheduler ADDRESS]
+[--unsafe-no-sandbox]``, run in the course root: trusted parallel autograding with a
+status table and a report under ``grading-report/<assignment>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnn-course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("grade", help="autograde an assignment in sandboxes, in parallel")
+    g.add_argument("assignment")
+    g.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="parallel processes (default: number of cores)")
+    g.add_argument("--students", default="*", help="glob over student ids (default: all)")
+    g.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    g.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run student code WITHOUT bubblewrap (only where it cannot work)")
+    g.add_argument("--course-dir", default=".", help="course root (default: current directory)")
+    g.add_argument("--report-dir", default=None,
+                   help="where to write the report (default: grading-report/<assignment>)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rnn-course`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from rnn_course.autograde.report import status_table, write_report
+    from rnn_course.autograde.runner import grade
+    from rnn_course.autograde.sandbox import SandboxUnavailable
+
+    root = Path(args.course_dir).resolve()
+    if args.jobs < 1:
+        print(f"--jobs must be a positive integer, got {args.jobs}", file=sys.stderr)
+        return 2
+    if not (root / "nbgrader_config.py").is_file():
+        print(f"no nbgrader_config.py in {root}: run this in the course root", file=sys.stderr)
+        return 2
+    try:
+        results = grade(root, args.assignment, jobs=args.jobs, students=args.students,
+                        scheduler=args.scheduler, unsafe=args.unsafe_no_sandbox,
+                        progress=not args.no_progress)
+    except SandboxUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    if not results:
+        print(f"no submissions of {args.assignment!r} match {args.students!r}", file=sys.stderr)
+        return 1
+    folder = Path(args.report_dir) if args.report_dir else root / "grading-report" / args.assignment
+    paths = write_report(results, folder)
+    print(status_table(results))
+    print(f"report: {paths['summary.txt'].parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
