@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnn_course.cells import init_uniform_
+from rnn_course.lstm_loop import lstm_loop, to_oifg
 from rnn_course.validation import (
     expect_choice,
     expect_floating,
@@ -437,7 +438,7 @@ class LSTM(_RNNBase):
         \end{aligned}
 
     Note:
-        The loop reorders the gate rows to i, f, o, g once per call so that one sigmoid
+        The loop reorders the gate rows to o, i, f, g once per call so that one sigmoid
         covers the three gates; the parameters keep :mod:`torch.nn`'s order i, f, g, o.
     """
 
@@ -489,31 +490,17 @@ class LSTM(_RNNBase):
         weights: tuple[Tensor | None, ...],
         reverse: bool,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """One direction: ``x (T, N, H_u)``, ``(h, c)`` → outputs ``(T, N, H)``, ``(h_T, c_T)``."""
-        w_ih, w_hh, b_ih, b_hh = (_ifog(w) if w is not None else None for w in weights)
+        """One direction: ``x (T, N, H_u)``, ``(h, c)`` → outputs ``(T, N, H)``, ``(h_T, c_T)``.
+
+        The loop itself is :class:`rnn_course.lstm_loop.LSTMLoop`, which runs the cell
+        equations without recording each step and backpropagates through time by hand.
+        """
+        w_ih, w_hh, b_ih, b_hh = (None if w is None else to_oifg(w) for w in weights)
         h, c = state
-        H = h.shape[1]
-        # W_ih x_t + b_ih + b_hh for all t, rows in the order i, f, o, g
+        # W_ih x_t + b_ih + b_hh for all t, gate rows in the order o, i, f, g
         xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 4H)
-        w_hh_t = w_hh.t()
-        outs = []
-        for xw_t in _in_time_order(xw.unbind(0), reverse):
-            gates = torch.addmm(xw_t, h, w_hh_t)  # (N, 4H)
-            sig, g = gates.split([3 * H, H], dim=1)
-            # i, f, o = σ(·) in one call; g = tanh(·)
-            i, f, o = torch.sigmoid(sig).chunk(3, dim=1)
-            # c_t = f ⊙ c_{t-1} + i ⊙ g
-            c = torch.addcmul(f * c, i, torch.tanh(g))
-            # h_t = o ⊙ tanh(c_t)
-            h = o * torch.tanh(c)
-            outs.append(h)
-        return _stack_outputs(outs, reverse), (h, c)
-
-
-def _ifog(w: Tensor) -> Tensor:
-    """Reorder the gate blocks of a weight or bias from i, f, g, o to i, f, o, g."""
-    i, f, g, o = w.chunk(4, dim=0)
-    return torch.cat([i, f, o, g])
+        out, h, c = lstm_loop(xw, h, c, w_hh, reverse)  # (T, N, H), (N, H), (N, H)
+        return out, (h, c)
 
 
 class GRU(_SingleStateBase):
