@@ -1,0 +1,216 @@
+"""Inputs of every check: a few fixed public cases and more randomized hidden ones.
+
+Plain data only (NumPy float64 arrays, floats, ints, bools, lists and dicts of those), so
+that a case can cross into a process where neither torch nor ``rnn_course`` exists. Every
+generator is seeded by the check's name and visibility, which makes grading reproducible.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Case = dict[str, Any]
+
+#: Checks of each assignment, in notebook order.
+ASSIGNMENTS: dict[str, tuple[str, ...]] = {
+    "rnn_bptt": (
+        "rnn_step_forward",
+        "rnn_step_backward",
+        "rnn_forward",
+        "rnn_backward",
+        "grad_norms_through_time",
+        "clip_grad_norm",
+    ),
+    "gated_cells": (
+        "sigmoid",
+        "lstm_step_forward",
+        "lstm_step_backward",
+        "lstm_forward",
+        "lstm_backward",
+        "gru_step_forward",
+        "gru_step_backward",
+    ),
+    "deep_birnn": ("birnn_forward", "stacked_rnn_forward", "highway_forward"),
+}
+NAMES: tuple[str, ...] = tuple(n for names in ASSIGNMENTS.values() for n in names)
+
+N_PUBLIC, N_HIDDEN = 2, 5
+
+
+def _sizes(rng: np.random.Generator, hidden: bool) -> tuple[int, int, int, int]:
+    """``(N, T, D, H)``: small fixed sizes in public cases, random (and odd) in hidden ones."""
+    if not hidden:
+        return 3, 4, 5, 6
+    N, T, D, H = (int(v) for v in rng.integers([1, 2, 1, 1], [6, 9, 8, 8]))
+    return N, T, D, H
+
+
+def _weights(rng: np.random.Generator, D: int, H: int, gates: int) -> Case:
+    """``Wx (D, G*H), Wh (H, G*H), b (G*H,)`` at a scale where gates are neither flat nor saturated."""
+    return {
+        "Wx": rng.normal(scale=0.6, size=(D, gates * H)),
+        "Wh": rng.normal(scale=0.6 / np.sqrt(H), size=(H, gates * H)) * 1.5,
+        "b": rng.normal(scale=0.3, size=gates * H),
+    }
+
+
+def _rnn_like(rng: np.random.Generator, hidden: bool, *, gates: int, step: bool) -> Case:
+    N, T, D, H = _sizes(rng, hidden)
+    case: Case = {"x": rng.normal(size=(N, D) if step else (N, T, D))}
+    case["h_prev" if step else "h0"] = rng.normal(scale=0.5, size=(N, H))
+    case.update(_weights(rng, D, H, gates))
+    return case
+
+
+def _rnn_step_backward(rng, hidden):  # type: ignore[no-untyped-def]
+    case = _rnn_like(rng, hidden, gates=1, step=True)
+    case["dh_next"] = rng.normal(size=case["h_prev"].shape)
+    return case
+
+
+def _rnn_backward(rng, hidden):  # type: ignore[no-untyped-def]
+    case = _rnn_like(rng, hidden, gates=1, step=False)
+    N, T, _ = case["x"].shape
+    case["dh"] = rng.normal(size=(N, T, case["h0"].shape[1]))
+    return case
+
+
+def _grad_norms(rng, hidden):  # type: ignore[no-untyped-def]
+    case = _rnn_like(rng, hidden, gates=1, step=False)
+    case["dh_last"] = rng.normal(size=case["h0"].shape)
+    return case
+
+
+def _clip(rng: np.random.Generator, hidden: bool, index: int) -> Case:
+    shapes = {"Wx": (5, 6), "Wh": (6, 6), "b": (6,)}
+    if hidden:
+        shapes = {f"p{k}": tuple(int(s) for s in rng.integers(1, 6, size=rng.integers(1, 3)))
+                  for k in range(int(rng.integers(1, 5)))}
+    grads = {k: rng.normal(scale=float(rng.uniform(0.2, 3.0)), size=s) for k, s in shapes.items()}
+    total = float(np.sqrt(sum(float((g**2).sum()) for g in grads.values())))
+    # alternate between a threshold below the norm (clipped) and above it (unchanged)
+    factor = float(rng.uniform(0.1, 0.8)) if index % 2 == 0 else float(rng.uniform(1.2, 3.0))
+    return {"grads": grads, "max_norm": total * factor}
+
+
+def _sigmoid(rng: np.random.Generator, hidden: bool, index: int) -> Case:
+    shape = (4, 5) if not hidden else tuple(int(s) for s in rng.integers(1, 7, size=index % 3 + 1))
+    x = rng.normal(scale=10.0, size=shape)
+    flat = x.reshape(-1)
+    # the extremes of the contract: |x| up to 1000 must neither overflow nor give nan
+    extremes = np.array([1000.0, -1000.0, 0.0, 750.0, -745.5, 40.0, -40.0])
+    flat[: min(flat.size, extremes.size)] = extremes[: flat.size]
+    return {"x": rng.permutation(flat).reshape(shape)}
+
+
+def _lstm_step(rng, hidden, backward):  # type: ignore[no-untyped-def]
+    case = _rnn_like(rng, hidden, gates=4, step=True)
+    case["c_prev"] = rng.normal(size=case["h_prev"].shape)
+    if backward:
+        case["dh_next"] = rng.normal(size=case["h_prev"].shape)
+        case["dc_next"] = rng.normal(size=case["h_prev"].shape)
+    return case
+
+
+def _lstm_seq(rng, hidden, backward):  # type: ignore[no-untyped-def]
+    case = _rnn_like(rng, hidden, gates=4, step=False)
+    if backward:
+        N, T, _ = case["x"].shape
+        case["dh"] = rng.normal(size=(N, T, case["h0"].shape[1]))
+    return case
+
+
+def _gru_step(rng, hidden, backward):  # type: ignore[no-untyped-def]
+    case = _rnn_like(rng, hidden, gates=3, step=True)
+    if backward:
+        case["dh_next"] = rng.normal(size=case["h_prev"].shape)
+    return case
+
+
+def _params(rng: np.random.Generator, D: int, H: int) -> list[np.ndarray]:
+    w = _weights(rng, D, H, 1)
+    return [w["Wx"], w["Wh"], w["b"]]
+
+
+def _birnn(rng: np.random.Generator, hidden: bool) -> Case:
+    N, T, D, H = _sizes(rng, hidden)
+    return {
+        "x": rng.normal(size=(N, T, D)),
+        "h0_fwd": rng.normal(scale=0.5, size=(N, H)),
+        "h0_bwd": rng.normal(scale=0.5, size=(N, H)),
+        "params_fwd": _params(rng, D, H),
+        "params_bwd": _params(rng, D, H),
+    }
+
+
+def _stacked(rng: np.random.Generator, hidden: bool, index: int) -> Case:
+    N, T, D, H = _sizes(rng, hidden)
+    L = 3 if not hidden else int(rng.integers(1, 5))
+    residual = index % 2 == 1
+    # residual stacks keep one size (so a residual wrongly added to layer 0 gives wrong
+    # values, not a crash); plain stacks change the size from layer to layer
+    sizes = [H] * (L + 1) if residual else [D] + [int(rng.integers(2, 8)) for _ in range(L)]
+    return {
+        "x": rng.normal(size=(N, T, D)),
+        "h0s": [rng.normal(scale=0.5, size=(N, sizes[l + 1])) for l in range(L)],
+        "layers": [_params(rng, sizes[l], sizes[l + 1]) for l in range(L)],
+        "residual": residual,
+    }
+
+
+def _stacked_mismatch(rng: np.random.Generator) -> Case:
+    """A residual stack whose second layer changes the size: must raise ``ValueError``."""
+    N, T, D = 2, 3, 4
+    sizes = [D, 5, 3]
+    return {
+        "x": rng.normal(size=(N, T, D)),
+        "h0s": [rng.normal(size=(N, s)) for s in sizes[1:]],
+        "layers": [_params(rng, sizes[l], sizes[l + 1]) for l in range(2)],
+        "residual": True,
+    }
+
+
+def _highway(rng: np.random.Generator, hidden: bool) -> Case:
+    N, _, D, _ = _sizes(rng, hidden)
+    return {
+        "x": rng.normal(size=(N, D)),
+        "W_h": rng.normal(scale=0.7, size=(D, D)),
+        "b_h": rng.normal(scale=0.3, size=D),
+        "W_t": rng.normal(scale=0.7, size=(D, D)),
+        "b_t": rng.normal(scale=0.5, size=D) - 1.0,
+    }
+
+
+_GENERATORS: dict[str, Callable[[np.random.Generator, bool, int], Case]] = {
+    "rnn_step_forward": lambda r, h, i: _rnn_like(r, h, gates=1, step=True),
+    "rnn_step_backward": lambda r, h, i: _rnn_step_backward(r, h),
+    "rnn_forward": lambda r, h, i: _rnn_like(r, h, gates=1, step=False),
+    "rnn_backward": lambda r, h, i: _rnn_backward(r, h),
+    "grad_norms_through_time": lambda r, h, i: _grad_norms(r, h),
+    "clip_grad_norm": _clip,
+    "sigmoid": _sigmoid,
+    "lstm_step_forward": lambda r, h, i: _lstm_step(r, h, False),
+    "lstm_step_backward": lambda r, h, i: _lstm_step(r, h, True),
+    "lstm_forward": lambda r, h, i: _lstm_seq(r, h, False),
+    "lstm_backward": lambda r, h, i: _lstm_seq(r, h, True),
+    "gru_step_forward": lambda r, h, i: _gru_step(r, h, False),
+    "gru_step_backward": lambda r, h, i: _gru_step(r, h, True),
+    "birnn_forward": lambda r, h, i: _birnn(r, h),
+    "stacked_rnn_forward": _stacked,
+    "highway_forward": lambda r, h, i: _highway(r, h),
+}
+
+
+def cases(name: str, *, hidden: bool) -> list[Case]:
+    """The public (``hidden=False``) or hidden inputs of check ``name``, reproducibly seeded."""
+    if name not in _GENERATORS:
+        raise ValueError(f"name must be one of {', '.join(NAMES)}; got {name!r}")
+    rng = np.random.default_rng(zlib.crc32(f"{name}/{'hidden' if hidden else 'public'}".encode()))
+    out = [_GENERATORS[name](rng, hidden, i) for i in range(N_HIDDEN if hidden else N_PUBLIC)]
+    if name == "stacked_rnn_forward" and hidden:
+        out.append(_stacked_mismatch(rng))
+    return out
