@@ -128,7 +128,10 @@ def run(
 
 def format_table(rows: Sequence[BenchRow]) -> str:
     """A plain-text table, one row per configuration, cell and pass."""
-    header = f"{'size':<28} {'cell':<5} {'pass':<17} {'rnn_course ms':>13} {'torch.nn ms':>11} {'ratio':>6}"
+    header = (
+        f"{'size':<28} {'cell':<5} {'pass':<17} "
+        f"{'rnn_course ms':>13} {'torch.nn ms':>11} {'ratio':>6}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
