@@ -1,0 +1,445 @@
+"""rnn_course.RNN / LSTM / GRU against torch.nn, skip connections, dropout and argument checks."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import rnn_course as rc
+
+I, H, T, N = 3, 4, 5, 2
+
+# name → (ours, torch.nn, extra constructor arguments)
+KINDS = {
+    "rnn_tanh": (rc.RNN, nn.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (rc.RNN, nn.RNN, {"nonlinearity": "relu"}),
+    "lstm": (rc.LSTM, nn.LSTM, {}),
+    "gru": (rc.GRU, nn.GRU, {}),
+}
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def make_pair(
+    kind: str, source: str, device: torch.device, dtype: torch.dtype, **kwargs
+) -> tuple[nn.Module, nn.Module]:
+    """Both layers with the same weights, copied from ``source`` ("torch" or "ours")."""
+    ours_cls, ref_cls, extra = KINDS[kind]
+    torch.manual_seed(0)
+    ref = ref_cls(I, H, device=device, dtype=dtype, **extra, **kwargs)
+    ours = ours_cls(I, H, device=device, dtype=dtype, **extra, **kwargs)
+    if source == "torch":
+        ours.load_state_dict(ref.state_dict())
+    else:
+        ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+def random_state(kind: str, shape: tuple[int, ...], device, dtype, gen: torch.Generator):
+    def one() -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+
+    return (one(), one()) if kind == "lstm" else one()
+
+
+def run_and_grad(layer: nn.Module, x: torch.Tensor, hx, weights: list[torch.Tensor]):
+    """Outputs, final states and the gradients of a fixed random loss."""
+    out, state = layer(x, hx)
+    states = list(state) if isinstance(state, tuple) else [state]
+    loss = (out * weights[0]).sum() + sum(
+        (s * w).sum() for s, w in zip(states, weights[1:], strict=True)
+    )
+    leaves = [x] + (list(hx) if isinstance(hx, tuple) else [] if hx is None else [hx])
+    named = dict(layer.named_parameters())
+    grads = torch.autograd.grad(loss, leaves + list(named.values()))
+    return [out, *states], grads[: len(leaves)], dict(zip(named, grads[len(leaves) :], strict=True))
+
+
+def assert_parity(ours, ref, x, hx, tol):
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        out, state = ref(x, hx)
+    shapes = [out.shape] + [s.shape for s in (state if isinstance(state, tuple) else [state])]
+    weights = [torch.randn(s, generator=gen, dtype=x.dtype).to(x.device) for s in shapes]
+    got, got_in, got_p = run_and_grad(ours, x, hx, weights)
+    want, want_in, want_p = run_and_grad(ref, x, hx, weights)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+    for a, b in zip(got_in, want_in, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+    assert got_p.keys() == want_p.keys()
+    for name in want_p:
+        torch.testing.assert_close(got_p[name], want_p[name], atol=tol, rtol=tol, msg=name)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize(("batch_first", "bias", "with_hx", "source"), [
+    (False, True, False, "torch"),
+    (True, True, True, "ours"),
+    (False, False, True, "torch"),
+    (True, False, False, "ours"),
+])  # fmt: skip
+def test_parity_float64(
+    kind, num_layers, bidirectional, batch_first, bias, with_hx, source, device
+):
+    kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    ours, ref = make_pair(kind, source, device, torch.float64, bias=bias, **kwargs)
+    gen = torch.Generator().manual_seed(2)
+    shape = (N, T, I) if batch_first else (T, N, I)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+    D = 2 if bidirectional else 1
+    hx = random_state(kind, (D * num_layers, N, H), device, torch.float64, gen) if with_hx else None
+    assert_parity(ours, ref, x, hx, TOL[torch.float64])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize(("num_layers", "bidirectional"), [(1, False), (2, True)])
+@pytest.mark.parametrize("source", ["torch", "ours"])
+def test_parity_float32(kind, num_layers, bidirectional, source, device):
+    ours, ref = make_pair(
+        kind, source, device, torch.float32, num_layers=num_layers, bidirectional=bidirectional
+    )
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(T, N, I, generator=gen).to(device).requires_grad_()
+    D = 2 if bidirectional else 1
+    hx = random_state(kind, (D * num_layers, N, H), device, torch.float32, gen)
+    assert_parity(ours, ref, x, hx, TOL[torch.float32])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize(
+    ("num_layers", "bidirectional", "with_hx"),
+    [(1, False, True), (2, True, False), (2, True, True)],
+)
+def test_parity_unbatched(kind, num_layers, bidirectional, with_hx, device):
+    ours, ref = make_pair(
+        kind, "torch", device, torch.float64, num_layers=num_layers, bidirectional=bidirectional
+    )
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(T, I, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+    D = 2 if bidirectional else 1
+    hx = random_state(kind, (D * num_layers, H), device, torch.float64, gen) if with_hx else None
+    out, _ = ours(x, hx)
+    assert out.shape == (T, D * H)
+    assert_parity(ours, ref, x, hx, TOL[torch.float64])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_state_dict_keys_and_shapes_equal_torch(kind):
+    ours, ref = make_pair(kind, "torch", torch.device("cpu"), torch.float32, num_layers=3,
+                          bidirectional=True)  # fmt: skip
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    for name, value in ref.state_dict().items():
+        assert ours.state_dict()[name].shape == value.shape
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_h_n_is_layer_major_even_with_batch_first(kind):
+    ours, _ = make_pair(kind, "torch", torch.device("cpu"), torch.float64, num_layers=2,
+                        bidirectional=True, batch_first=True)  # fmt: skip
+    x = torch.randn(N, T, I, dtype=torch.float64)
+    out, state = ours(x)
+    h_n = state[0] if kind == "lstm" else state
+    assert out.shape == (N, T, 2 * H)
+    assert h_n.shape == (4, N, H)
+    # top layer: forward direction ends at the last step, backward direction at the first
+    torch.testing.assert_close(h_n[2], out[:, -1, :H])
+    torch.testing.assert_close(h_n[3], out[:, 0, H:])
+
+
+@pytest.mark.parametrize("cls", [rc.RNN, rc.LSTM, rc.GRU])
+def test_initialization_is_uniform_within_one_over_sqrt_h(cls):
+    torch.manual_seed(0)
+    layer = cls(I, 64, num_layers=2)
+    bound = 1 / 64**0.5
+    values = torch.cat([p.detach().flatten() for p in layer.parameters()])
+    assert values.abs().max() <= bound
+    assert values.abs().max() > 0.95 * bound  # the whole range is used
+    assert abs(values.mean().item()) < 0.05 * bound
+
+
+def test_gru_reset_before_differs_from_torch_and_matches_cells():
+    torch.manual_seed(0)
+    before = rc.GRU(I, H, reset_after=False).double()
+    after = rc.GRU(I, H).double()
+    after.load_state_dict(before.state_dict())
+    x = torch.randn(T, N, I, dtype=torch.float64)
+    out_before, _ = before(x)
+    out_after, _ = after(x)
+    assert (out_before - out_after).abs().max() > 1e-3
+    cell = rc.GRUCell(I, H, reset_after=False).double()
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in before.state_dict().items()})
+    h = torch.zeros(N, H, dtype=torch.float64)
+    steps = []
+    for x_t in x:
+        h = cell(x_t, h)
+        steps.append(h)
+    torch.testing.assert_close(out_before, torch.stack(steps), atol=1e-12, rtol=0)
+
+
+def test_lstm_gradients_match_autograd_of_the_cell_loop():
+    """The hand-written backward of the LSTM loop agrees with autograd through LSTMCell."""
+    torch.manual_seed(0)
+    layer = rc.LSTM(I, H, bidirectional=True).double()
+    cell = {d: rc.LSTMCell(I, H).double() for d in ("", "_reverse")}
+    for d, c in cell.items():
+        c.load_state_dict({k: layer.state_dict()[f"{k}_l0{d}"] for k in c.state_dict()})
+    x = torch.randn(T, N, I, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(T, N, 2 * H, dtype=torch.float64)
+    (layer(x)[0] * w).sum().backward()
+    outs = {}
+    for d, c in cell.items():
+        h = cx = torch.zeros(N, H, dtype=torch.float64)
+        steps = {}
+        for t in reversed(range(T)) if d else range(T):
+            h, cx = c(x[t], (h, cx))
+            steps[t] = h
+        outs[d] = torch.stack([steps[t] for t in range(T)])
+    x_grad = x.grad.clone()
+    x.grad = None
+    (torch.cat([outs[""], outs["_reverse"]], dim=2) * w).sum().backward()
+    torch.testing.assert_close(x_grad, x.grad, atol=1e-12, rtol=0)
+    for d, c in cell.items():
+        for k, p in c.named_parameters():
+            torch.testing.assert_close(getattr(layer, f"{k}_l0{d}").grad, p.grad)
+
+
+# --- skip connections -----------------------------------------------------------------------
+
+
+def single_layers(stack: nn.Module, kind: str) -> list[nn.Module]:
+    """One torch.nn layer per stacked layer, holding that layer's weights."""
+    layers = []
+    for k in range(stack.num_layers):
+        in_size = stack.weight_ih_l0.shape[1] if k == 0 else stack._layer_input_size(k)
+        ref = KINDS[kind][1](in_size, H, dtype=torch.float64)
+        ref.load_state_dict({
+            name.replace(f"_l{k}", "_l0"): value
+            for name, value in stack.state_dict().items()
+            if name.endswith(f"_l{k}") and not name.startswith("highway")
+        })  # fmt: skip
+        layers.append(ref)
+    return layers
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
+def test_residual_output_is_states_plus_input(kind):
+    torch.manual_seed(0)
+    stack = KINDS[kind][0](H, H, num_layers=3, skip="residual", dtype=torch.float64)
+    assert list(stack.state_dict()) == list(KINDS[kind][1](H, H, num_layers=3).state_dict())
+    x = torch.randn(T, N, H, dtype=torch.float64)
+    out, _ = stack(x)
+    u = x
+    for k, layer in enumerate(single_layers(stack, kind)):
+        states, _ = layer(u)
+        u = states if k == 0 else states + u
+    torch.testing.assert_close(out, u, atol=1e-12, rtol=0)
+
+
+def test_highway_output_by_hand_shapes_and_gradient_flow():
+    torch.manual_seed(0)
+    stack = rc.GRU(I, H, num_layers=3, bidirectional=True, skip="highway", dtype=torch.float64)
+    names = [n for n, _ in stack.named_parameters() if n.startswith("highway")]
+    assert names == ["highway_weight_l1", "highway_bias_l1", "highway_weight_l2", "highway_bias_l2"]
+    assert stack.highway_weight_l1.shape == (2 * H, 2 * H)
+    assert stack.highway_bias_l2.shape == (2 * H,)
+    x = torch.randn(T, N, I, dtype=torch.float64)
+    out, h_n = stack(x)
+    assert out.shape == (T, N, 2 * H) and h_n.shape == (6, N, H)
+    # by hand, on the two bottom layers: layer 1's output = t ⊙ states + (1 − t) ⊙ input
+    two = rc.GRU(I, H, num_layers=2, bidirectional=True, skip="highway", dtype=torch.float64)
+    two.load_state_dict({k: v for k, v in stack.state_dict().items() if "_l2" not in k})
+    plain = rc.GRU(I, H, num_layers=2, bidirectional=True, dtype=torch.float64)
+    plain.load_state_dict({k: v for k, v in two.state_dict().items() if "highway" not in k})
+    below = rc.GRU(I, H, bidirectional=True, dtype=torch.float64)
+    below.load_state_dict({k: v for k, v in plain.state_dict().items() if "_l0" in k})
+    u, _ = below(x)  # (T, N, 2H)
+    states, _ = plain(x)
+    gate = torch.sigmoid(u @ two.highway_weight_l1.T + two.highway_bias_l1)
+    expected = gate * states + (1 - gate) * u
+    got, _ = two(x)
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+    out.pow(2).sum().backward()
+    for name, p in stack.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_dense_layers_read_all_earlier_outputs():
+    torch.manual_seed(0)
+    stack = rc.LSTM(I, H, num_layers=3, skip="dense", dtype=torch.float64)
+    assert stack.weight_ih_l0.shape == (4 * H, I)
+    assert stack.weight_ih_l1.shape == (4 * H, I + H)
+    assert stack.weight_ih_l2.shape == (4 * H, I + 2 * H)
+    x = torch.randn(T, N, I, dtype=torch.float64, requires_grad=True)
+    out, (h_n, c_n) = stack(x)
+    assert out.shape == (T, N, H) and h_n.shape == c_n.shape == (3, N, H)
+    u = x
+    for layer in single_layers(stack, "lstm"):
+        states, _ = layer(u)
+        u = torch.cat([u, states], dim=2)
+    torch.testing.assert_close(out, states, atol=1e-12, rtol=0)
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0
+    for name, p in stack.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+# --- dropout --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_dropout_parity_in_eval_mode(kind):
+    ours, ref = make_pair(kind, "torch", torch.device("cpu"), torch.float64, num_layers=2,
+                          dropout=0.5)  # fmt: skip
+    ours.eval()
+    ref.eval()
+    x = torch.randn(T, N, I, dtype=torch.float64, requires_grad=True)
+    assert_parity(ours, ref, x, None, TOL[torch.float64])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_training_dropout_acts_between_layers_only(kind):
+    torch.manual_seed(0)
+    stack = KINDS[kind][0](I, H, num_layers=2, dropout=0.5, dtype=torch.float64)
+    x = torch.randn(T, N, I, dtype=torch.float64)
+    stack.eval()
+    out_eval, state_eval = stack(x)
+    stack.train()
+    torch.manual_seed(1)
+    out_train, state_train = stack(x)
+    h_eval = state_eval[0] if kind == "lstm" else state_eval
+    h_train = state_train[0] if kind == "lstm" else state_train
+    # the bottom layer is untouched: no dropout on its input nor along time
+    torch.testing.assert_close(h_train[0], h_eval[0])
+    assert (h_train[1] - h_eval[1]).abs().max() > 1e-3
+    assert (out_train - out_eval).abs().max() > 1e-3
+
+
+def test_dropout_with_one_layer_warns_and_does_nothing():
+    with pytest.warns(UserWarning, match="num_layers greater than 1"):
+        layer = rc.LSTM(I, H, dropout=0.5)
+    x = torch.randn(T, N, I)
+    layer.train()
+    out_train, _ = layer(x)
+    layer.eval()
+    out_eval, _ = layer(x)
+    torch.testing.assert_close(out_train, out_eval)
+
+
+def test_no_warning_without_dropout():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rc.GRU(I, H, num_layers=1)
+
+
+# --- argument checks ------------------------------------------------------------------------
+
+
+def raises(error: type[Exception], text: str):
+    """``pytest.raises`` for a message that contains ``text`` literally."""
+    return pytest.raises(error, match=re.escape(text))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "text"),
+    [
+        ({"input_size": -1}, ValueError, "input_size must be positive, got -1"),
+        ({"hidden_size": 0}, ValueError, "hidden_size must be positive, got 0"),
+        ({"num_layers": 2.0}, TypeError, "num_layers must be an int, got float"),
+        ({"dropout": 1.5}, ValueError, "dropout must be a number in [0, 1], got 1.5"),
+        ({"dropout": -0.1}, ValueError, "dropout must be a number in [0, 1], got -0.1"),
+        ({"skip": "ladder"}, ValueError, "'residual', 'highway', 'dense', got 'ladder'"),
+        ({"dtype": torch.int64}, TypeError, "must be a floating-point dtype, got torch.int64"),
+    ],
+)
+@pytest.mark.parametrize("cls", [rc.RNN, rc.LSTM, rc.GRU])
+def test_bad_constructor_arguments(cls, kwargs, error, text):
+    args = {"input_size": I, "hidden_size": H, **kwargs}
+    with raises(error, text):
+        cls(**args)
+
+
+def test_bad_nonlinearity_and_proj_size():
+    with raises(ValueError, "nonlinearity must be one of 'tanh', 'relu', got 'sigmoid'"):
+        rc.RNN(I, H, nonlinearity="sigmoid")
+    with raises(ValueError, "proj_size is not supported: expected 0, got 2"):
+        rc.LSTM(I, H, proj_size=2)
+
+
+@pytest.mark.parametrize("cls", [rc.RNN, rc.LSTM, rc.GRU])
+def test_bad_inputs(cls):
+    layer = cls(I, H, num_layers=2)
+    with raises(TypeError, "input must be a torch.Tensor, got list"):
+        layer([[0.0] * I])
+    with raises(TypeError, "input must have a floating-point dtype, got torch.int64"):
+        layer(torch.zeros(T, N, I, dtype=torch.int64))
+    with raises(ValueError, "input must have shape (L, N, H_in) = (?, ?, 3), got (5, 2, 7)"):
+        layer(torch.zeros(T, N, 7))
+    with raises(ValueError, "or (L, H_in) with H_in=3, got (1, 5, 2, 3)"):
+        layer(torch.zeros(1, T, N, I))
+    with raises(ValueError, "input must contain at least one time step, got L=0"):
+        layer(torch.zeros(0, N, I))
+    with raises(
+        TypeError, "input has dtype torch.float64 but weight_ih_l0 has dtype torch.float32"
+    ):
+        layer(torch.zeros(T, N, I, dtype=torch.float64))
+
+
+def test_batch_first_layout_named_in_message():
+    layer = rc.GRU(I, H, batch_first=True)
+    with raises(ValueError, "input must have shape (N, L, H_in) = (?, ?, 3), got (2, 5, 4)"):
+        layer(torch.zeros(N, T, I + 1))
+
+
+@pytest.mark.parametrize("cls", [rc.RNN, rc.GRU])
+def test_bad_hx(cls):
+    layer = cls(I, H, num_layers=2)
+    x = torch.zeros(T, N, I)
+    with raises(ValueError, "hx must have shape (D·num_layers, N, H) = (2, 2, 4), got (1, 2, 4)"):
+        layer(x, torch.zeros(1, N, H))
+    with raises(ValueError, "hx must have shape (D·num_layers, H) = (2, 4), got (2, 2, 4)"):
+        layer(x[:, 0], torch.zeros(2, N, H))
+    with raises(TypeError, "hx has dtype torch.float64 but input has dtype torch.float32"):
+        layer(x, torch.zeros(2, N, H, dtype=torch.float64))
+    with raises(TypeError, "hx must be a torch.Tensor, got tuple"):
+        layer(x, (torch.zeros(2, N, H),))
+
+
+def test_bad_lstm_state():
+    layer = rc.LSTM(I, H)
+    x = torch.zeros(T, N, I)
+    with raises(TypeError, "hx must be a pair (h_0, c_0) of tensors or None, got Tensor"):
+        layer(x, torch.zeros(1, N, H))
+    with raises(ValueError, "c_0 must have shape (D·num_layers, N, H) = (1, 2, 4), got (1, 3, 4)"):
+        layer(x, (torch.zeros(1, N, H), torch.zeros(1, 3, H)))
+
+
+def test_mixed_devices_are_rejected():
+    layer = rc.LSTM(I, H, device="meta")
+    with raises(ValueError, "input is on cpu but weight_ih_l0 is on meta"):
+        layer(torch.zeros(T, N, I))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_runs_on_the_device_of_its_parameters(kind, device):
+    ours, _ = make_pair(kind, "torch", device, torch.float32, num_layers=2, bidirectional=True)
+    out, state = ours(torch.randn(T, N, I, device=device))
+    for t in itertools.chain([out], state if isinstance(state, tuple) else [state]):
+        assert t.device.type == device.type
+
+
+@pytest.mark.slow  # dynamo traces the unrolled loop: a few seconds
+def test_compiled_time_loop_matches_eager():
+    torch.manual_seed(0)
+    layer = rc.GRU(I, H)
+    x = torch.randn(3, N, I)
+    expected, _ = layer(x)
+    got, _ = layer.compile_time_loop(backend="eager")(x)
+    torch.testing.assert_close(got, expected)
