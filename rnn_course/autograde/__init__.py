@@ -2,8 +2,9 @@
 
 ``configure(c)`` installs the back end into an nbgrader config object (in
 ``nbgrader_config.py``): it replaces nbgrader's ``Execute`` by
-:class:`~rnn_course.autograde.preprocessor.TrustedExecute` and keeps every other
-preprocessor.
+:class:`~rnn_course.autograde.preprocessor.TrustedExecute`, keeps every other
+preprocessor, puts :class:`~rnn_course.autograde.sanitize.GradebookCells` first in the
+sanitize pass and turns on ``OverwriteCells.add_missing_cells``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
     from nbgrader.preprocessors import Execute
 
     from rnn_course.autograde.preprocessor import TrustedExecute
+    from rnn_course.autograde.sanitize import GradebookCells
 
     if "Autograde" in c and "autograde_preprocessors" in c.Autograde:
         current = list(c.Autograde.autograde_preprocessors)
@@ -35,6 +37,12 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
     if TrustedExecute not in replaced:
         replaced.insert(0, TrustedExecute)
     c.Autograde.autograde_preprocessors = replaced
+    if "Autograde" in c and "sanitize_preprocessors" in c.Autograde:
+        sanitize = list(c.Autograde.sanitize_preprocessors)
+    else:
+        sanitize = list(Autograde.sanitize_preprocessors.default())
+    if GradebookCells not in sanitize:
+        c.Autograde.sanitize_preprocessors = [GradebookCells, *sanitize]
     # What is tested comes from the gradebook: restore deleted test cells too.
     c.OverwriteCells.add_missing_cells = True
     if unsafe_no_sandbox:

@@ -78,6 +78,14 @@ def gradebook_layout(db_url: str, assignment: str, notebook: str) -> Layout:
     return Layout(answers, tests, setup, test_sources)
 
 
+@functools.cache
+def gradebook_cell_names(db_url: str, assignment: str, notebook: str) -> frozenset[str]:
+    """Every grade id the gradebook records for ``notebook`` (any kind of cell)."""
+    with Gradebook(db_url) as gb:
+        nb = gb.find_notebook(notebook, assignment)
+        return frozenset(s.name for s in nb.source_cells)
+
+
 def check_name(grade_id: str) -> str:
     """``test_rnn_backward`` -> ``rnn_backward``."""
     return grade_id[5:] if grade_id.startswith("test_") else grade_id
