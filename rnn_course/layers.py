@@ -2,7 +2,8 @@
 
 The decomposition follows ``torch/nn/modules/rnn.py``: the cell equations run in a
 one-direction time loop (``_direction``, one per class), two loops make a bidirectional
-layer (``_RNNBase._layer``) and layers stack (``_RNNBase.forward``). Arguments, returns,
+layer (``_RNNBase._layer``) and layers stack (``_RNNBase._stack``); ``forward`` checks the
+arguments once. Arguments, returns,
 parameter names and shapes equal :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` and
 :class:`torch.nn.GRU`, so state dicts load both ways.
 
@@ -14,8 +15,12 @@ The time loop is written for speed (measured by ``python -m rnn_course.bench``):
 * the loop iterates ``xw.unbind(0)`` (one backward node for all steps; indexing ``xw[t]``
   would make each step's backward write a full-size zero gradient), appends to a list and
   stacks once;
-* there is no validation, allocation of new parameters or host synchronization per step:
-  arguments are checked once per call, at the public boundary.
+* there is no validation or host synchronization per step: arguments are checked once per
+  call, at the public boundary;
+* the LSTM goes further: its loop
+  (:class:`rnn_course.lstm_loop.LSTMLoop`) writes into buffers allocated once per call,
+  runs one sigmoid over the three sigmoid gates, and backpropagates through time by hand
+  instead of recording about ten autograd nodes per step.
 
 Optional connections between stacked layers, ``skip="residual" | "highway" | "dense"``, are
 described in :func:`combine_skip`. With the default ``skip=None`` the state dict equals
@@ -68,6 +73,20 @@ def combine_skip(
 
     Returns:
         ``(L, N, D·H)``, or ``(L, N, H_u + D·H)`` for ``"dense"``.
+
+    In a stack built with ``skip=...``:
+
+    * ``"residual"`` and ``"highway"`` connect layers 1, 2, …: layer 0's input has
+      ``H_in`` features, its output ``D·H``, so it passes its states up unchanged. Layer
+      ``l > 0`` outputs ``h_l + u_l`` (residual) or ``t ⊙ h_l + (1 − t) ⊙ u_l`` with
+      ``t = σ(W_t u_l + b_t)`` (highway), where ``u_l`` is what layer ``l`` read. The
+      highway gate's parameters are ``highway_weight_l{l} (D·H, D·H)`` and
+      ``highway_bias_l{l} (D·H,)``, the only keys added to :mod:`torch.nn`'s state dict.
+    * ``"dense"``: layer ``l`` reads ``[x; y_0; …; y_{l-1}]``, so ``weight_ih_l{l}`` is
+      ``(G·H, H_in + l·D·H)``; the stack's output is the top layer's states.
+    * ``dropout`` (training mode) applies to what a layer passes up, except for the top
+      layer; with ``"dense"`` it applies to each layer's new features only.
+    * ``h_n`` (and ``c_n``) always hold the layers' own final states.
     """
     if skip == "residual":
         # y = h + u
