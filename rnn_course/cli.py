@@ -34,10 +34,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rnn-course`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    from rnn_course.autograde.report import status_table, write_report
-    from rnn_course.autograde.runner import grade
-    from rnn_course.autograde.sandbox import SandboxUnavailable
-
     root = Path(args.course_dir).resolve()
     if args.jobs < 1:
         print(f"--jobs must be a positive integer, got {args.jobs}", file=sys.stderr)
@@ -45,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (root / "nbgrader_config.py").is_file():
         print(f"no nbgrader_config.py in {root}: run this in the course root", file=sys.stderr)
         return 2
+    from rnn_course.autograde.report import status_table, write_report
+    from rnn_course.autograde.runner import grade
+    from rnn_course.autograde.sandbox import SandboxUnavailable
     try:
         results = grade(root, args.assignment, jobs=args.jobs, students=args.students,
                         scheduler=args.scheduler, unsafe=args.unsafe_no_sandbox,
