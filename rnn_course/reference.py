@@ -73,8 +73,14 @@ def clip_grad_norm(
     if max_norm <= 0:
         raise ValueError(f"max_norm must be positive, got {max_norm}")
     # ||g|| = sqrt(sum over all arrays of sum of squares)
-    total = float(torch.sqrt(sum(((g.double() ** 2).sum() for g in grads.values()),
-                                 torch.zeros((), dtype=torch.float64))))
+    total = float(
+        torch.sqrt(
+            sum(
+                ((g.double() ** 2).sum() for g in grads.values()),
+                torch.zeros((), dtype=torch.float64),
+            )
+        )
+    )
     scale = max_norm / total if total > max_norm else 1.0
     return {k: g * scale for k, g in grads.items()}, total
 
@@ -212,8 +218,9 @@ def _vjp(
     with torch.enable_grad():
         out = forward(*leaves.values())
         outs = out if isinstance(out, tuple) else (out,)
-        grads = torch.autograd.grad(outs, list(leaves.values()), grad_outputs=list(upstream),
-                                    allow_unused=True)
+        grads = torch.autograd.grad(
+            outs, list(leaves.values()), grad_outputs=list(upstream), allow_unused=True
+        )
     return {
         prefix + k: (torch.zeros_like(v) if g is None else g)
         for (k, v), g in zip(leaves.items(), grads, strict=True)
@@ -234,7 +241,11 @@ def rnn_step_backward_reference(
 
 
 def rnn_backward_reference(
-    dh: torch.Tensor, x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.Tensor,
+    dh: torch.Tensor,
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    Wx: torch.Tensor,
+    Wh: torch.Tensor,
     b: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """Full BPTT for upstream ``dh (N, T, H)``: ``dx (N, T, D), dh0, dWx, dWh, db``."""
@@ -242,7 +253,11 @@ def rnn_backward_reference(
 
 
 def grad_norms_through_time_reference(
-    dh_last: torch.Tensor, x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.Tensor,
+    dh_last: torch.Tensor,
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    Wx: torch.Tensor,
+    Wh: torch.Tensor,
     b: torch.Tensor,
 ) -> torch.Tensor:
     """``norms (T,)``: Frobenius norm of dJ/dh[:, t] when J depends on the last state only."""
@@ -276,7 +291,11 @@ def lstm_step_backward_reference(
 
 
 def lstm_backward_reference(
-    dh: torch.Tensor, x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.Tensor,
+    dh: torch.Tensor,
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    Wx: torch.Tensor,
+    Wh: torch.Tensor,
     b: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """BPTT through the LSTM: ``dx (N, T, D), dh0, dWx, dWh, db``."""

@@ -50,7 +50,7 @@ def _sizes(rng: np.random.Generator, hidden: bool) -> tuple[int, int, int, int]:
 
 
 def _weights(rng: np.random.Generator, D: int, H: int, gates: int) -> Case:
-    """``Wx (D, G*H), Wh (H, G*H), b (G*H,)`` at a scale where gates are neither flat nor saturated."""
+    """``Wx (D, G*H), Wh (H, G*H), b (G*H,)``, scaled so gates are neither flat nor saturated."""
     return {
         "Wx": rng.normal(scale=0.6, size=(D, gates * H)),
         "Wh": rng.normal(scale=0.6 / np.sqrt(H), size=(H, gates * H)) * 1.5,
@@ -88,8 +88,10 @@ def _grad_norms(rng, hidden):  # type: ignore[no-untyped-def]
 def _clip(rng: np.random.Generator, hidden: bool, index: int) -> Case:
     shapes = {"Wx": (5, 6), "Wh": (6, 6), "b": (6,)}
     if hidden:
-        shapes = {f"p{k}": tuple(int(s) for s in rng.integers(1, 6, size=rng.integers(1, 3)))
-                  for k in range(int(rng.integers(1, 5)))}
+        shapes = {
+            f"p{k}": tuple(int(s) for s in rng.integers(1, 6, size=rng.integers(1, 3)))
+            for k in range(int(rng.integers(1, 5)))
+        }
     grads = {k: rng.normal(scale=float(rng.uniform(0.2, 3.0)), size=s) for k, s in shapes.items()}
     total = float(np.sqrt(sum(float((g**2).sum()) for g in grads.values())))
     # alternate between a threshold below the norm (clipped) and above it (unchanged)

@@ -47,8 +47,9 @@ def run_check(name: str, namespace: dict[str, Any], *, hidden: bool = False) -> 
         warnings.simplefilter("ignore")
         for i, case in enumerate(inputs, start=1):
             outputs = _drivers.run(name, namespace, case)
-            _compare.compare(name, outputs, _expected.expected(name, case),
-                             case_label=f"{kind} case {i}")
+            _compare.compare(
+                name, outputs, _expected.expected(name, case), case_label=f"{kind} case {i}"
+            )
     return f"{name}: all {len(inputs)} {kind} cases passed"
 
 

@@ -141,11 +141,18 @@ def _error_report(got: np.ndarray, want: np.ndarray) -> str:
 
 def _check_dict(prefix: str, key: str, got: Any, want: dict[str, Any], hint: str) -> None:
     if not isinstance(got, dict):
-        raise _fail(prefix, f"{key} must be a dict with keys {sorted(want)}, got "
-                    f"{'None' if got is None else type(got).__name__}", hint)
+        raise _fail(
+            prefix,
+            f"{key} must be a dict with keys {sorted(want)}, got "
+            f"{'None' if got is None else type(got).__name__}",
+            hint,
+        )
     if sorted(got) != sorted(want):
-        raise _fail(prefix, f"{key} must have the same keys as grads {sorted(want)}, got "
-                    f"{sorted(map(str, got))}", hint)
+        raise _fail(
+            prefix,
+            f"{key} must have the same keys as grads {sorted(want)}, got {sorted(map(str, got))}",
+            hint,
+        )
 
 
 def compare(
@@ -161,13 +168,19 @@ def compare(
         message = str(outputs[ERROR_KEY])
         if "HINT:" in message:
             raise AssertionError(f"{prefix}: {message}")
-        raise _fail(prefix, message, "return exactly the values listed, in that order, "
-                    "as a tuple (return a, b, cache)")
+        raise _fail(
+            prefix,
+            message,
+            "return exactly the values listed, in that order, as a tuple (return a, b, cache)",
+        )
     if "raised" in expected:
         if "raised" not in outputs:
-            raise _fail(prefix, "residual=True with a layer that changes the size must raise "
-                        "ValueError, but no error was raised", "compare the input and output "
-                        "sizes of each layer l > 0 before adding the residual")
+            raise _fail(
+                prefix,
+                "residual=True with a layer that changes the size must raise "
+                "ValueError, but no error was raised",
+                "compare the input and output sizes of each layer l > 0 before adding the residual",
+            )
         return
     if "raised" in outputs:
         raise _fail(prefix, f"raised {outputs['raised']} although the sizes allow it", generic)
@@ -193,9 +206,13 @@ def _compare_scalar(prefix, key, got, want, outputs, variants, generic) -> None:
     value = float(got)
     if not np.isclose(value, want, rtol=RTOL, atol=ATOL):
         hint = _variant_hint(outputs, variants) or generic
-        raise _fail(prefix, f"{key} differs: got {value:.10g}, expected {want:.10g} "
-                    f"(absolute error {abs(value - want):.3g}; tolerance rtol {RTOL:g}, "
-                    f"atol {ATOL:g})", hint)
+        raise _fail(
+            prefix,
+            f"{key} differs: got {value:.10g}, expected {want:.10g} "
+            f"(absolute error {abs(value - want):.3g}; tolerance rtol {RTOL:g}, "
+            f"atol {ATOL:g})",
+            hint,
+        )
 
 
 def _compare_array(prefix, key, got, want, outputs, variants, generic) -> None:  # type: ignore[no-untyped-def]
@@ -208,13 +225,22 @@ def _compare_array(prefix, key, got, want, outputs, variants, generic) -> None: 
             hint = f"{key} must be summed over the batch axis (axis=0)"
         if hint is None and arr.shape == want.shape[::-1] and arr.ndim == 2:
             hint = f"{key} looks transposed"
-        raise _fail(prefix, f"{key} has shape {arr.shape}, expected shape {want.shape}",
-                    hint or generic)
+        raise _fail(
+            prefix, f"{key} has shape {arr.shape}, expected shape {want.shape}", hint or generic
+        )
     if not np.all(np.isfinite(arr)):
         bad = np.unravel_index(int(np.argmax(~np.isfinite(arr))), arr.shape)
-        raise _fail(prefix, f"{key} contains nan or inf (first at index "
-                    f"{tuple(int(v) for v in bad)}); shape {arr.shape} as expected", generic)
+        raise _fail(
+            prefix,
+            f"{key} contains nan or inf (first at index "
+            f"{tuple(int(v) for v in bad)}); shape {arr.shape} as expected",
+            generic,
+        )
     if not np.allclose(arr, want, rtol=RTOL, atol=ATOL):
         hint = _variant_hint(outputs, variants) or generic
-        raise _fail(prefix, f"{key} differs from the expected value (shape {arr.shape} as "
-                    f"expected); {_error_report(arr, want)}", hint)
+        raise _fail(
+            prefix,
+            f"{key} differs from the expected value (shape {arr.shape} as "
+            f"expected); {_error_report(arr, want)}",
+            hint,
+        )

@@ -28,18 +28,24 @@ FORWARD = {
     "lstm_forward": ("lstm_forward", RNN_SEQ, ("h",), True),
     "gru_step_forward": ("gru_step_forward", RNN_STEP, ("h_next",), True),
     "birnn_forward": (
-        "birnn_forward", ("x", "h0_fwd", "h0_bwd", "params_fwd", "params_bwd"), ("h",), False),
+        "birnn_forward",
+        ("x", "h0_fwd", "h0_bwd", "params_fwd", "params_bwd"),
+        ("h",),
+        False,
+    ),
     "highway_forward": ("highway_forward", ("x", "W_h", "b_h", "W_t", "b_t"), ("y",), False),
 }
 #: Backward checks: (forward check, backward function, upstream keys, outputs).
 BACKWARD = {
     "rnn_step_backward": ("rnn_step_forward", "rnn_step_backward", ("dh_next",), GRADS),
     "rnn_backward": ("rnn_forward", "rnn_backward", ("dh",), SEQ_GRADS),
-    "grad_norms_through_time": (
-        "rnn_forward", "grad_norms_through_time", ("dh_last",), ("norms",)),
+    "grad_norms_through_time": ("rnn_forward", "grad_norms_through_time", ("dh_last",), ("norms",)),
     "lstm_step_backward": (
-        "lstm_step_forward", "lstm_step_backward", ("dh_next", "dc_next"),
-        ("dx", "dh_prev", "dc_prev", "dWx", "dWh", "db")),
+        "lstm_step_forward",
+        "lstm_step_backward",
+        ("dh_next", "dc_next"),
+        ("dx", "dh_prev", "dc_prev", "dWx", "dWh", "db"),
+    ),
     "lstm_backward": ("lstm_forward", "lstm_backward", ("dh",), SEQ_GRADS),
     "gru_step_backward": ("gru_step_forward", "gru_step_backward", ("dh_next",), GRADS),
 }
@@ -104,7 +110,7 @@ def unpack(fname, result, outputs, cache):
         raise StructureError(
             f"{fname} must return a tuple ({', '.join(names)}), got {describe(result)}"
         )
-    named = dict(zip(names, result))
+    named = dict(zip(names, result, strict=True))
     return {k: named[k] for k in outputs}, named.get("cache")
 
 
@@ -121,11 +127,13 @@ def run_forward(name, namespace, case):
         with np.errstate(over="raise", invalid="raise"):
             return call(namespace, fname, case, keys, outputs, cache)[0]
     except FloatingPointError as exc:
-        return {ERROR_KEY: (
-            f"sigmoid raised FloatingPointError ({exc}) on inputs with |x| up to 1000. "
-            "HINT: np.exp(-x) overflows for large negative x; compute exp(-|x|) and "
-            "treat x >= 0 and x < 0 separately (or use np.tanh: σ(x) = (1 + tanh(x/2)) / 2)"
-        )}
+        return {
+            ERROR_KEY: (
+                f"sigmoid raised FloatingPointError ({exc}) on inputs with |x| up to 1000. "
+                "HINT: np.exp(-x) overflows for large negative x; compute exp(-|x|) and "
+                "treat x >= 0 and x < 0 separately (or use np.tanh: σ(x) = (1 + tanh(x/2)) / 2)"
+            )
+        }
 
 
 def run_backward(name, namespace, case):
@@ -148,8 +156,9 @@ def run_clip(namespace, case):
 def run_stacked(namespace, case):
     fn = function(namespace, "stacked_rnn_forward")
     try:
-        h = fn(arg(case, "x"), arg(case, "h0s"), arg(case, "layers"),
-               residual=bool(case["residual"]))
+        h = fn(
+            arg(case, "x"), arg(case, "h0s"), arg(case, "layers"), residual=bool(case["residual"])
+        )
     except ValueError as exc:
         return {"raised": f"ValueError: {exc}"}
     return unpack("stacked_rnn_forward", h, ("h",), False)[0]

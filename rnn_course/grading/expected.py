@@ -48,7 +48,8 @@ def _correct(name: str, case: dict[str, Any]) -> dict[str, Any]:
         return {"norms": ref.grad_norms_through_time_reference(*_args(case, "dh_last", *rnn))}
     if name == "clip_grad_norm":
         clipped, total = ref.clip_grad_norm(
-            {k: _t(v) for k, v in case["grads"].items()}, float(case["max_norm"]))
+            {k: _t(v) for k, v in case["grads"].items()}, float(case["max_norm"])
+        )
         return {"clipped": _np(clipped), "total_norm": total}
     if name == "sigmoid":
         return {"y": ref.sigmoid(_t(case["x"]))}
@@ -72,8 +73,9 @@ def _correct(name: str, case: dict[str, Any]) -> dict[str, Any]:
     if name == "stacked_rnn_forward":
         layers = [[_t(p) for p in ps] for ps in case["layers"]]
         try:
-            h = ref.stacked_rnn_forward(_t(case["x"]), [_t(h) for h in case["h0s"]], layers,
-                                        residual=bool(case["residual"]))
+            h = ref.stacked_rnn_forward(
+                _t(case["x"]), [_t(h) for h in case["h0s"]], layers, residual=bool(case["residual"])
+            )
         except ValueError:
             return {"raised": "ValueError"}
         return {"h": h}

@@ -24,8 +24,10 @@ def numerical_gradient(
         h: step size.
     """
     if not isinstance(x, np.ndarray) or x.dtype != np.float64:
-        raise TypeError(f"x must be a float64 NumPy array, got {type(x).__name__} "
-                        f"{getattr(x, 'dtype', '')}".rstrip())
+        raise TypeError(
+            f"x must be a float64 NumPy array, got {type(x).__name__} "
+            f"{getattr(x, 'dtype', '')}".rstrip()
+        )
     if h <= 0:
         raise ValueError(f"h must be positive, got {h}")
     grad = np.zeros_like(x)

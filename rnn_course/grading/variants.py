@@ -35,12 +35,15 @@ def _np(d: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 def _rnn_bptt(
-    case: dict[str, Any], *, deriv_at_pre: bool = False, recurrent: bool = True,
+    case: dict[str, Any],
+    *,
+    deriv_at_pre: bool = False,
+    recurrent: bool = True,
     keep_step: int | None = None,
 ) -> dict[str, np.ndarray]:
     """NumPy BPTT with switchable mistakes; ``keep_step`` keeps only that step's dW, db."""
     x, h0, Wx, Wh, b, dh = (case[k] for k in ("x", "h0", "Wx", "Wh", "b", "dh"))
-    N, T, D = x.shape
+    N, T, _ = x.shape
     a = np.empty((N, T, Wh.shape[0]))
     h = np.empty_like(a)
     prev = h0
@@ -78,12 +81,19 @@ def rnn_step_backward(case: dict[str, Any]) -> Variants:
     a = x @ Wx + h @ Wh + b
     out = {}
     for hint, da in (
-        ("tanh's derivative is taken at the pre-activation a; it is 1 - tanh(a)² = 1 - h_next²",
-         dn * (1 - a**2)),
+        (
+            "tanh's derivative is taken at the pre-activation a; it is 1 - tanh(a)² = 1 - h_next²",
+            dn * (1 - a**2),
+        ),
         ("tanh's derivative is missing: da = dh_next * (1 - h_next**2)", dn),
     ):
-        out[hint] = {"dx": da @ Wx.T, "dh_prev": da @ Wh.T, "dWx": x.T @ da, "dWh": h.T @ da,
-                     "db": da.sum(0)}
+        out[hint] = {
+            "dx": da @ Wx.T,
+            "dh_prev": da @ Wh.T,
+            "dWx": x.T @ da,
+            "dWh": h.T @ da,
+            "db": da.sum(0),
+        }
     return out
 
 
@@ -108,8 +118,9 @@ def rnn_backward(case: dict[str, Any]) -> Variants:
         "PLUS the dh_prev that step t+1 sent back": _rnn_bptt(case, recurrent=False),
         last_only: _rnn_bptt(case, keep_step=0),
         last_only + " ": _rnn_bptt(case, keep_step=T - 1),
-        "tanh's derivative is taken at the pre-activation; it is 1 - h_t²":
-            _rnn_bptt(case, deriv_at_pre=True),
+        "tanh's derivative is taken at the pre-activation; it is 1 - h_t²": _rnn_bptt(
+            case, deriv_at_pre=True
+        ),
     }
 
 
@@ -118,7 +129,7 @@ def grad_norms_through_time(case: dict[str, Any]) -> Variants:
     norms = ref.grad_norms_through_time_reference(*args).numpy()
     h = ref.rnn_forward(*args[1:]).numpy()
     g, plain = case["dh_last"], [np.linalg.norm(case["dh_last"])]
-    for t in range(h.shape[1] - 1, 0, -1):
+    for _ in range(h.shape[1] - 1):
         g = g @ case["Wh"].T  # the tanh derivative forgotten
         plain.append(np.linalg.norm(g))
     return {
@@ -142,13 +153,21 @@ def clip_grad_norm(case: dict[str, Any]) -> Variants:
     clipped = scaled if total > max_norm else grads
     return {
         "each array is clipped by its own norm; clip by the GLOBAL norm over all arrays": {
-            "clipped": per_array, "total_norm": total},
+            "clipped": per_array,
+            "total_norm": total,
+        },
         "the arrays are rescaled even though total_norm <= max_norm": {
-            "clipped": scaled, "total_norm": total},
+            "clipped": scaled,
+            "total_norm": total,
+        },
         "total_norm must be the norm BEFORE clipping": {
-            "clipped": clipped, "total_norm": min(total, max_norm)},
+            "clipped": clipped,
+            "total_norm": min(total, max_norm),
+        },
         "total_norm is the sum of squares; take its square root": {
-            "clipped": clipped, "total_norm": total**2},
+            "clipped": clipped,
+            "total_norm": total**2,
+        },
     }
 
 
@@ -176,8 +195,10 @@ def _lstm_orders(H: int) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def _order_hint(order: str) -> str:
-    return (f"the gate blocks are read in the order {', '.join(order)}; "
-            "the contract's order is i, f, g, o")
+    return (
+        f"the gate blocks are read in the order {', '.join(order)}; "
+        "the contract's order is i, f, g, o"
+    )
 
 
 def lstm_step_forward(case: dict[str, Any]) -> Variants:
@@ -200,18 +221,28 @@ def _lstm_step_np(case: dict[str, Any], *, deriv_at_c: bool = False, use_dc: boo
     cn = f * c + i * g
     tc = np.tanh(cn)
     dc = dh * o * (1 - (cn if deriv_at_c else tc) ** 2) + (dc_next if use_dc else 0.0)
-    da = np.concatenate([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g**2),
-                         dh * tc * o * (1 - o)], axis=1)
-    return {"dx": da @ Wx.T, "dh_prev": da @ Wh.T, "dc_prev": dc * f, "dWx": x.T @ da,
-            "dWh": h.T @ da, "db": da.sum(0)}
+    da = np.concatenate(
+        [dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g**2), dh * tc * o * (1 - o)],
+        axis=1,
+    )
+    return {
+        "dx": da @ Wx.T,
+        "dh_prev": da @ Wh.T,
+        "dc_prev": dc * f,
+        "dWx": x.T @ da,
+        "dWh": h.T @ da,
+        "db": da.sum(0),
+    }
 
 
 def lstm_step_backward(case: dict[str, Any]) -> Variants:
     return {
-        "tanh's derivative is taken at c_next; d tanh(c)/dc = 1 - tanh(c_next)²":
-            _lstm_step_np(case, deriv_at_c=True),
-        "dc_next (the cell-state gradient from the next step) is not added to dc":
-            _lstm_step_np(case, use_dc=False),
+        "tanh's derivative is taken at c_next; d tanh(c)/dc = 1 - tanh(c_next)²": _lstm_step_np(
+            case, deriv_at_c=True
+        ),
+        "dc_next (the cell-state gradient from the next step) is not added to dc": _lstm_step_np(
+            case, use_dc=False
+        ),
     }
 
 
@@ -223,7 +254,8 @@ def lstm_forward(case: dict[str, Any]) -> Variants:
         out[_order_hint(order)] = {"h": ref.lstm_forward(_t(case["x"]), _t(case["h0"]), *w).numpy()}
     h = ref.lstm_forward(*(_t(case[k]) for k in ("x", "h0", "Wx", "Wh", "b"))).numpy()
     out["h0 is included in the output: h[:, t] is the state AFTER reading x[:, t]"] = {
-        "h": np.concatenate([case["h0"][:, None], h], axis=1)}
+        "h": np.concatenate([case["h0"][:, None], h], axis=1)
+    }
     return out
 
 
@@ -240,9 +272,18 @@ def _lstm_bptt_np(case: dict[str, Any], *, recurrent: bool = True, keep_step: in
     dW = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
     dh_carry, dc_carry = np.zeros((N, H)), np.zeros((N, H))
     for t in reversed(range(T)):
-        step = _lstm_step_np({"x": x[:, t], "h_prev": hs[t], "c_prev": cs[t], "Wx": Wx, "Wh": Wh,
-                              "b": b, "dh_next": dh[:, t] + (dh_carry if recurrent else 0.0),
-                              "dc_next": dc_carry if recurrent else np.zeros((N, H))})
+        step = _lstm_step_np(
+            {
+                "x": x[:, t],
+                "h_prev": hs[t],
+                "c_prev": cs[t],
+                "Wx": Wx,
+                "Wh": Wh,
+                "b": b,
+                "dh_next": dh[:, t] + (dh_carry if recurrent else 0.0),
+                "dc_next": dc_carry if recurrent else np.zeros((N, H)),
+            }
+        )
         dx[:, t] = step["dx"]
         dh_carry, dc_carry = step["dh_prev"], step["dc_prev"]
         grads = (step["dWx"], step["dWh"], step["db"])
@@ -279,7 +320,8 @@ _GRU_MISTAKES = {
     "(r ⊙ h_prev) Wh_c, not r ⊙ (h_prev Wh_c)": {"reset_after": True},
     "u weights h_prev; in the lecture GRU h_next = (1 - u) ⊙ h_prev + u ⊙ h̃": {"swap_u": True},
     "the gate blocks are read in the order r, u, c; the contract's order is u, r, c": {
-        "order": (1, 0, 2)},
+        "order": (1, 0, 2)
+    },
 }
 
 
@@ -309,13 +351,16 @@ def birnn_forward(case: dict[str, Any]) -> Variants:
     good_b = rev.flip(1)
     return {
         "the backward RNN reads x forward in time; it must read x[:, T-1], ..., x[:, 0]": {
-            "h": torch.cat([fwd, ref.rnn_forward(x, hb, *pb)], 2).numpy()},
+            "h": torch.cat([fwd, ref.rnn_forward(x, hb, *pb)], 2).numpy()
+        },
         "the backward states are not flipped back: h[:, t, H:] is the state after reading "
         "x[:, T-1..t]": {"h": torch.cat([fwd, rev], 2).numpy()},
         "the halves are swapped: h[:, :, :H] is the forward RNN, h[:, :, H:] the backward one": {
-            "h": torch.cat([good_b, fwd], 2).numpy()},
+            "h": torch.cat([good_b, fwd], 2).numpy()
+        },
         "the backward RNN uses params_fwd; it has its own weights params_bwd": {
-            "h": torch.cat([fwd, ref.rnn_forward(x.flip(1), hb, *pf).flip(1)], 2).numpy()},
+            "h": torch.cat([fwd, ref.rnn_forward(x.flip(1), hb, *pf).flip(1)], 2).numpy()
+        },
     }
 
 
@@ -334,9 +379,11 @@ def stacked_rnn_forward(case: dict[str, Any]) -> Variants:
         return {}
     return {
         "the residual is added to layer 0 too; only layers l > 0 add their input": {
-            "h": every.numpy()},
+            "h": every.numpy()
+        },
         "residual=True is ignored: layers l > 0 must output their states plus their input": {
-            "h": none.numpy()},
+            "h": none.numpy()
+        },
     }
 
 
@@ -345,9 +392,11 @@ def highway_forward(case: dict[str, Any]) -> Variants:
     t = 1 / (1 + np.exp(-(x @ Wt + bt)))
     return {
         "the gate is swapped: t weights the transform tanh(x W_h + b_h), 1 - t carries x": {
-            "y": (1 - t) * np.tanh(x @ Wh + bh) + t * x},
+            "y": (1 - t) * np.tanh(x @ Wh + bh) + t * x
+        },
         "the transform uses the gate's weights or the gate uses tanh; t = σ(x W_t + b_t)": {
-            "y": np.tanh(x @ Wt + bt) * np.tanh(x @ Wh + bh) + (1 - np.tanh(x @ Wt + bt)) * x},
+            "y": np.tanh(x @ Wt + bt) * np.tanh(x @ Wh + bh) + (1 - np.tanh(x @ Wt + bt)) * x
+        },
     }
 
 

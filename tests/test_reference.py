@@ -1,0 +1,233 @@
+"""The reference implementations against torch.nn, finite differences and the equations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rnn_course import reference as ref
+
+torch.manual_seed(0)
+N, T, D, H = 3, 5, 4, 6
+
+
+def rand(*shape: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+
+def rnn_params(gates: int, seed: int = 0, d: int = D, h: int = H) -> tuple[torch.Tensor, ...]:
+    return (
+        rand(d, gates * h, seed=seed) * 0.5,
+        rand(h, gates * h, seed=seed + 1) * 0.3,
+        rand(gates * h, seed=seed + 2) * 0.2,
+    )
+
+
+def central_difference(f, x: torch.Tensor, upstream: torch.Tensor, eps: float = 1e-6):  # type: ignore[no-untyped-def]
+    """Gradient of sum(upstream * f()) w.r.t. x by centered differences (x changed in place)."""
+    grad = torch.zeros_like(x)
+    flat, gflat = x.view(-1), grad.view(-1)
+    for i in range(flat.numel()):
+        old = flat[i].item()
+        flat[i] = old + eps
+        plus = (upstream * f()).sum().item()
+        flat[i] = old - eps
+        minus = (upstream * f()).sum().item()
+        flat[i] = old
+        gflat[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def test_rnn_forward_matches_torch_rnn() -> None:
+    Wx, Wh, b = rnn_params(1)
+    x, h0 = rand(N, T, D, seed=10), rand(N, H, seed=11)
+    rnn = torch.nn.RNN(D, H, batch_first=True).double()
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(Wx.T)
+        rnn.weight_hh_l0.copy_(Wh.T)
+        rnn.bias_ih_l0.copy_(b)
+        rnn.bias_hh_l0.zero_()
+        want, _ = rnn(x, h0[None])
+    torch.testing.assert_close(ref.rnn_forward(x, h0, Wx, Wh, b), want)
+    torch.testing.assert_close(ref.rnn_step_forward(x[:, 0], h0, Wx, Wh, b), want[:, 0])
+
+
+def test_lstm_matches_torch_lstm_and_cell() -> None:
+    Wx, Wh, b = rnn_params(4)
+    x, h0 = rand(N, T, D, seed=12), rand(N, H, seed=13)
+    lstm = torch.nn.LSTM(D, H, batch_first=True).double()
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(Wx.T)
+        lstm.weight_hh_l0.copy_(Wh.T)
+        lstm.bias_ih_l0.copy_(b)
+        lstm.bias_hh_l0.zero_()
+        want, _ = lstm(x, (h0[None], torch.zeros(1, N, H, dtype=torch.float64)))
+    torch.testing.assert_close(ref.lstm_forward(x, h0, Wx, Wh, b), want)
+    cell = torch.nn.LSTMCell(D, H).double()
+    c0 = rand(N, H, seed=14)
+    with torch.no_grad():
+        cell.weight_ih.copy_(Wx.T)
+        cell.weight_hh.copy_(Wh.T)
+        cell.bias_ih.copy_(b / 2)
+        cell.bias_hh.copy_(b / 2)  # only the sum of the two biases matters
+        h1, c1 = cell(x[:, 0], (h0, c0))
+    got = ref.lstm_step_forward(x[:, 0], h0, c0, Wx, Wh, b)
+    torch.testing.assert_close(got, (h1, c1))
+
+
+def test_gru_follows_the_lecture_equations_not_torch() -> None:
+    Wx, Wh, b = rnn_params(3)
+    x, h = rand(N, D, seed=15), rand(N, H, seed=16)
+    xn, hn, Wxn, Whn, bn = (v.numpy() for v in (x, h, Wx, Wh, b))
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    u = sig(xn @ Wxn[:, :H] + hn @ Whn[:, :H] + bn[:H])
+    r = sig(xn @ Wxn[:, H : 2 * H] + hn @ Whn[:, H : 2 * H] + bn[H : 2 * H])
+    cand = np.tanh(xn @ Wxn[:, 2 * H :] + (r * hn) @ Whn[:, 2 * H :] + bn[2 * H :])
+    want = (1 - u) * hn + u * cand
+    got = ref.gru_step_forward(x, h, Wx, Wh, b).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # torch.nn.GRUCell with z = 1 - u (negated update block) still resets after the product
+    cell = torch.nn.GRUCell(D, H).double()
+    order = torch.cat([torch.arange(H, 2 * H), torch.arange(H), torch.arange(2 * H, 3 * H)])
+    sign = torch.ones(3 * H, dtype=torch.float64)
+    sign[H : 2 * H] = -1  # torch's block z sits second, in r, z, n order
+    with torch.no_grad():
+        cell.weight_ih.copy_((Wx[:, order] * sign).T)
+        cell.weight_hh.copy_((Wh[:, order] * sign).T)
+        cell.bias_ih.copy_(b[order] * sign)
+        cell.bias_hh.zero_()
+        torch_h = cell(x, h).numpy()
+    assert np.abs(torch_h - got).max() > 1e-3
+
+
+def test_birnn_matches_bidirectional_torch_rnn() -> None:
+    pf, pb = rnn_params(1, seed=20), rnn_params(1, seed=30)
+    x, hf, hb = rand(N, T, D, seed=17), rand(N, H, seed=18), rand(N, H, seed=19)
+    rnn = torch.nn.RNN(D, H, batch_first=True, bidirectional=True).double()
+    with torch.no_grad():
+        for suffix, (Wx, Wh, b) in (("l0", pf), ("l0_reverse", pb)):
+            getattr(rnn, f"weight_ih_{suffix}").copy_(Wx.T)
+            getattr(rnn, f"weight_hh_{suffix}").copy_(Wh.T)
+            getattr(rnn, f"bias_ih_{suffix}").copy_(b)
+            getattr(rnn, f"bias_hh_{suffix}").zero_()
+        want, _ = rnn(x, torch.stack([hf, hb]))
+    torch.testing.assert_close(ref.birnn_forward(x, hf, hb, pf, pb), want)
+
+
+def test_stacked_rnn_matches_torch_and_residual_adds_inputs() -> None:
+    layers = [rnn_params(1, seed=40), rnn_params(1, seed=50, d=H)]
+    x, h0s = rand(N, T, D, seed=21), [rand(N, H, seed=22), rand(N, H, seed=23)]
+    rnn = torch.nn.RNN(D, H, num_layers=2, batch_first=True).double()
+    with torch.no_grad():
+        for l, (Wx, Wh, b) in enumerate(layers):
+            getattr(rnn, f"weight_ih_l{l}").copy_(Wx.T)
+            getattr(rnn, f"weight_hh_l{l}").copy_(Wh.T)
+            getattr(rnn, f"bias_ih_l{l}").copy_(b)
+            getattr(rnn, f"bias_hh_l{l}").zero_()
+        want, _ = rnn(x, torch.stack(h0s))
+    torch.testing.assert_close(ref.stacked_rnn_forward(x, h0s, layers), want)
+    first = ref.rnn_forward(x, h0s[0], *layers[0])
+    torch.testing.assert_close(
+        ref.stacked_rnn_forward(x, h0s, layers, residual=True),
+        ref.rnn_forward(first, h0s[1], *layers[1]) + first,
+    )
+
+
+def test_stacked_rnn_residual_size_mismatch_raises() -> None:
+    layers = [rnn_params(1, seed=40), rnn_params(1, seed=50, d=H, h=H - 1)]
+    h0s = [rand(N, H, seed=22), rand(N, H - 1, seed=23)]
+    with pytest.raises(ValueError, match="equal input and output sizes"):
+        ref.stacked_rnn_forward(rand(N, T, D, seed=21), h0s, layers, residual=True)
+
+
+def test_highway_formula_and_limits() -> None:
+    x = rand(N, D, seed=24)
+    W_h, b_h, W_t = rand(D, D, seed=25), rand(D, seed=26), rand(D, D, seed=27)
+    closed = ref.highway_forward(x, W_h, b_h, W_t, torch.full((D,), -1e3, dtype=torch.float64))
+    opened = ref.highway_forward(x, W_h, b_h, W_t, torch.full((D,), 1e3, dtype=torch.float64))
+    torch.testing.assert_close(closed, x)  # gate shut: the input is carried
+    torch.testing.assert_close(opened, torch.tanh(x @ W_h + b_h))
+
+
+@pytest.mark.parametrize("name", ["rnn_step", "rnn", "lstm_step", "lstm", "gru_step"])
+def test_backward_references_match_finite_differences(name: str) -> None:
+    gates = {"rnn_step": 1, "rnn": 1, "lstm_step": 4, "lstm": 4, "gru_step": 3}[name]
+    Wx, Wh, b = rnn_params(gates, seed=60)
+    seq = not name.endswith("_step")
+    x = rand(N, T, D, seed=61) if seq else rand(N, D, seed=61)
+    h = rand(N, H, seed=62)
+    c = rand(N, H, seed=63)
+    up = rand(N, T, H, seed=64) if seq else rand(N, H, seed=64)
+    dc = rand(N, H, seed=65)
+    if name == "rnn_step":
+        grads = ref.rnn_step_backward_reference(up, x, h, Wx, Wh, b)
+        outputs = [lambda: ref.rnn_step_forward(x, h, Wx, Wh, b)]
+        named = {"dx": x, "dh_prev": h, "dWx": Wx, "dWh": Wh, "db": b}
+    elif name == "rnn":
+        grads = ref.rnn_backward_reference(up, x, h, Wx, Wh, b)
+        outputs = [lambda: ref.rnn_forward(x, h, Wx, Wh, b)]
+        named = {"dx": x, "dh0": h, "dWx": Wx, "dWh": Wh, "db": b}
+    elif name == "lstm_step":
+        grads = ref.lstm_step_backward_reference(up, dc, x, h, c, Wx, Wh, b)
+        outputs = [
+            lambda: ref.lstm_step_forward(x, h, c, Wx, Wh, b)[0],
+            lambda: ref.lstm_step_forward(x, h, c, Wx, Wh, b)[1],
+        ]
+        named = {"dx": x, "dh_prev": h, "dc_prev": c, "dWx": Wx, "dWh": Wh, "db": b}
+    elif name == "lstm":
+        grads = ref.lstm_backward_reference(up, x, h, Wx, Wh, b)
+        outputs = [lambda: ref.lstm_forward(x, h, Wx, Wh, b)]
+        named = {"dx": x, "dh0": h, "dWx": Wx, "dWh": Wh, "db": b}
+    else:
+        grads = ref.gru_step_backward_reference(up, x, h, Wx, Wh, b)
+        outputs = [lambda: ref.gru_step_forward(x, h, Wx, Wh, b)]
+        named = {"dx": x, "dh_prev": h, "dWx": Wx, "dWh": Wh, "db": b}
+    ups = [up, dc][: len(outputs)]
+    assert set(grads) == set(named)
+    for key, tensor in named.items():
+        num = sum(central_difference(f, tensor, u) for f, u in zip(outputs, ups, strict=True))
+        torch.testing.assert_close(grads[key], num, rtol=1e-6, atol=1e-8)
+
+
+def test_grad_norms_through_time_match_bptt() -> None:
+    Wx, Wh, b = rnn_params(1, seed=70)
+    x, h0, dh_last = rand(N, T, D, seed=71), rand(N, H, seed=72), rand(N, H, seed=73)
+    norms = ref.grad_norms_through_time_reference(dh_last, x, h0, Wx, Wh, b)
+    assert norms.shape == (T,)
+    torch.testing.assert_close(norms[-1], torch.linalg.norm(dh_last))
+    # dJ/dh_t is dh0 of full BPTT over the remaining steps x[:, t+1:] started from h_t
+    for t in range(T - 1):
+        dh = torch.zeros(N, T - 1 - t, H, dtype=torch.float64)
+        dh[:, -1] = dh_last
+        h_t = ref.rnn_forward(x[:, : t + 1], h0, Wx, Wh, b)[:, -1]
+        grads = ref.rnn_backward_reference(dh, x[:, t + 1 :], h_t, Wx, Wh, b)
+        torch.testing.assert_close(norms[t], torch.linalg.norm(grads["dh0"]))
+
+
+def test_clip_grad_norm_agrees_with_torch() -> None:
+    grads = {"a": rand(3, 4, seed=80), "b": rand(5, seed=81)}
+    clipped, total = ref.clip_grad_norm(grads, 1.0)
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads.values()]
+    for p, g in zip(params, grads.values(), strict=True):
+        p.grad = g.clone()
+    torch_total = torch.nn.utils.clip_grad_norm_(params, 1.0)
+    assert total == pytest.approx(float(torch_total), rel=1e-12)
+    for p, g in zip(params, clipped.values(), strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-8)  # torch adds 1e-6
+    unchanged, _ = ref.clip_grad_norm(grads, total * 2)
+    for k, g in grads.items():
+        assert torch.equal(unchanged[k], g)
+
+
+def test_bad_arguments_raise_with_clear_messages() -> None:
+    Wx, Wh, b = rnn_params(1)
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got ndarray"):
+        ref.rnn_forward(np.zeros((N, T, D)), rand(N, H, seed=0), Wx, Wh, b)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"x must have shape \(N, T, D\)"):
+        ref.rnn_forward(rand(N, D, seed=1), rand(N, H, seed=0), Wx, Wh, b)
+    with pytest.raises(ValueError, match="Wh must have shape"):
+        ref.rnn_forward(rand(N, T, D, seed=1), rand(N, H, seed=0), Wx, Wh[:, :2], b)
+    with pytest.raises(ValueError, match="max_norm must be positive"):
+        ref.clip_grad_norm({"a": Wx}, 0.0)
