@@ -7,6 +7,29 @@ feedback and ``gradebook.db`` use nbgrader's default folders next to this file.
 
 import os
 
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    NbGraderPreprocessor,
+    OverwriteCells,
+    OverwriteKernelspec,
+)
+
+
+class DropEmptyGraderMetadata(NbGraderPreprocessor):
+    """Remove the empty ``nbgrader`` metadata that ``DeduplicateIds`` leaves on a copied cell.
+
+    Without this, a student who duplicated a graded cell makes ``OverwriteCells`` (with
+    ``add_missing_cells``) fail on the missing ``grade_id`` and the submission is not graded.
+    """
+
+    def preprocess_cell(self, cell, resources, index):  # noqa: ANN001, ANN201
+        if "nbgrader" in cell.metadata and not cell.metadata.nbgrader.get("grade_id"):
+            del cell.metadata["nbgrader"]
+        return cell, resources
+
+
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
 #: The three graded assignments, in course order. ``nbgrader generate_assignment`` adds
@@ -41,6 +64,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # --- autograding --------------------------------------------------------------------------
 # Restore test cells that a student deleted, so that a batch never stops on one notebook.
 c.OverwriteCells.add_missing_cells = True
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateIds,
+    DropEmptyGraderMetadata,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40
 
