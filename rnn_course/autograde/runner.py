@@ -13,11 +13,13 @@ serially, reusing those results (:data:`preprocessor.PRECOMPUTED`).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +75,27 @@ def list_students(root: Path, assignment: str, pattern: str = "*") -> list[str]:
     )
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Wait for the lock instead of failing, let readers run during writes, fsync less."""
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA busy_timeout = 60000")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+@functools.cache
+def _install_sqlite_pragmas() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    event.listen(Engine, "connect", _sqlite_pragmas)
+
+
+@functools.cache
 def _api(root: Path, unsafe: bool):
+    _install_sqlite_pragmas()
+    warnings.filterwarnings("ignore")
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
@@ -85,7 +107,7 @@ def autograde_student(root: str, assignment: str, student: str, unsafe: bool) ->
     """nbgrader autograde for one student, in this process; returns success and summaries."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     t0 = time.perf_counter()
-    api = _api(Path(root), unsafe)
+    api = _api(Path(root).resolve(), unsafe)
     result: dict[str, Any] = {}
     for attempt in range(RETRIES):
         pp.SUMMARIES.clear()
@@ -99,7 +121,9 @@ def autograde_student(root: str, assignment: str, student: str, unsafe: bool) ->
         if k[0] == student
     }
     error = "" if result.get("success") else str(result.get("error") or result.get("log"))
+    sandbox_seconds = sum(s.seconds for k, s in pp.SUMMARIES.items() if k[0] == student)
     return {
+        "sandbox_seconds": sandbox_seconds,
         "student": student,
         "success": bool(result.get("success")),
         "summaries": summaries,
@@ -150,27 +174,48 @@ def grade(
     return collect(root, assignment, raw)
 
 
+def warm_up(root: Path, assignment: str, unsafe: bool) -> None:
+    """Load the config and compute every expected value once, before workers fork."""
+    from nbgrader.api import Gradebook
+
+    api = _api(root.resolve(), unsafe)
+    te = pp.TrustedExecute(config=api.config)
+    suite = pp.load_suite(te.grading_package)
+    with Gradebook(api.coursedir.db_url) as gb:
+        names = [nb.name for nb in gb.find_assignment(assignment).notebooks]
+    for name in names:
+        layout = pp.gradebook_layout(api.coursedir.db_url, assignment, name)
+        for gid in layout.tests:
+            try:
+                suite.cases(pp.check_name(gid))
+            except Exception:  # reported per test cell by the preprocessor
+                pass
+
+
 def _grade_local(root, assignment, ids, jobs, unsafe, progress) -> dict[str, dict]:
     out: dict[str, dict] = {}
+    warm_up(root, assignment, unsafe)
     if jobs <= 1:
         with _progress(len(ids), progress) as bar:
             for s in ids:
                 out[s] = autograde_student(str(root), assignment, s, unsafe)
                 bar.update()
         return out
-    ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool, _progress(
-        len(ids), progress
-    ) as bar:
+    # fork: the workers inherit the loaded config and the expected values computed above
+    # (once per assignment); the pool starts before any thread (progress bar) exists.
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = {pool.submit(autograde_student, str(root), assignment, s, unsafe): s
                    for s in ids}
-        for fut in as_completed(futures):
-            s = futures[fut]
-            try:
-                out[s] = fut.result()
-            except Exception as exc:  # a dead worker process: that student only
-                out[s] = {"student": s, "success": False, "summaries": {}, "error": repr(exc)}
-            bar.update()
+        with _progress(len(ids), progress) as bar:
+            for fut in as_completed(futures):
+                s = futures[fut]
+                try:
+                    out[s] = fut.result()
+                except Exception as exc:  # a dead worker process: that student only
+                    out[s] = {"student": s, "success": False, "summaries": {},
+                              "error": repr(exc)}
+                bar.update()
     return out
 
 
@@ -178,7 +223,7 @@ def _grade_dask(root, assignment, ids, scheduler, unsafe, progress) -> dict[str,
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    api = _api(root, unsafe)
+    api = _api(root.resolve(), unsafe)
     c = api.config
     te = pp.TrustedExecute(config=c)
     suite = pp.load_suite(te.grading_package)
@@ -216,7 +261,7 @@ def collect(root: Path, assignment: str, raw: dict[str, dict]) -> list[StudentRe
     from nbgrader.api import Gradebook, MissingEntry
 
     results = []
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with Gradebook(_api(root.resolve(), False).coursedir.db_url) as gb:
         total = float(gb.find_assignment(assignment).max_code_score)
         for s, info in sorted(raw.items()):
             tests: dict[str, bool] = {}
