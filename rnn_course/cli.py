@@ -18,15 +18,25 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("grade", help="autograde an assignment in sandboxes, in parallel")
     g.add_argument("assignment")
-    g.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="parallel processes (default: number of cores)")
+    g.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel processes (default: number of cores)",
+    )
     g.add_argument("--students", default="*", help="glob over student ids (default: all)")
     g.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
-    g.add_argument("--unsafe-no-sandbox", action="store_true",
-                   help="run student code WITHOUT bubblewrap (only where it cannot work)")
+    g.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run student code WITHOUT bubblewrap (only where it cannot work)",
+    )
     g.add_argument("--course-dir", default=".", help="course root (default: current directory)")
-    g.add_argument("--report-dir", default=None,
-                   help="where to write the report (default: grading-report/<assignment>)")
+    g.add_argument(
+        "--report-dir",
+        default=None,
+        help="where to write the report (default: grading-report/<assignment>)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -44,10 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     from rnn_course.autograde.report import status_table, write_report
     from rnn_course.autograde.runner import grade
     from rnn_course.autograde.sandbox import SandboxUnavailable
+
     try:
-        results = grade(root, args.assignment, jobs=args.jobs, students=args.students,
-                        scheduler=args.scheduler, unsafe=args.unsafe_no_sandbox,
-                        progress=not args.no_progress)
+        results = grade(
+            root,
+            args.assignment,
+            jobs=args.jobs,
+            students=args.students,
+            scheduler=args.scheduler,
+            unsafe=args.unsafe_no_sandbox,
+            progress=not args.no_progress,
+        )
     except SandboxUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

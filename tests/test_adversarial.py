@@ -18,8 +18,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "attacks"))
 
-import toycourse as tc  # noqa: E402
-from attacks import ATTACKS  # noqa: E402
+import toycourse as tc
+from attacks import ATTACKS
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +99,9 @@ def test_failure_messages_say_what_happened(graded, name, fragment):
 
     path = graded["root"] / "autograded" / name / "toy" / "toy.ipynb"
     nb = nbformat.read(path, as_version=4)
-    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
-               == "test_softmax"]
+    (cell,) = [
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_softmax"
+    ]
     (out,) = cell.outputs
     assert out.output_type == "error"
     assert fragment in out.evalue

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "attacks"))
 
-import toycourse as tc  # noqa: E402
+import toycourse as tc
 
 pytestmark = pytest.mark.slow
 
@@ -22,24 +22,30 @@ SUBMISSIONS = {
     "cy": None,
     "dee": {**tc.CORRECT, "softmax": "def softmax(z):\n    while True:\n        pass\n"},
 }
-EXPECTED_STATUS = {"ada": "ok", "bob": "partial", "cy": "failed", "dee": "timed out",
-                   "eve": "invalid notebook"}
+EXPECTED_STATUS = {
+    "ada": "ok",
+    "bob": "partial",
+    "cy": "failed",
+    "dee": "timed out",
+    "eve": "invalid notebook",
+}
 
 
 def _course(root: Path) -> Path:
     tc.make_course(root)
     for student, answers in SUBMISSIONS.items():
-        tc.submit(root, student, tc.released(root) if answers is None
-                  else tc.answered(root, answers))
+        tc.submit(
+            root, student, tc.released(root) if answers is None else tc.answered(root, answers)
+        )
     tc.submit(root, "eve", "not a notebook")
     return root
 
 
 def _grade(root: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "rnn_course.cli", "grade", tc.ASSIGNMENT, "--no-progress",
-           *args]
-    return subprocess.run(cmd, cwd=root, env=tc.env(), capture_output=True, text=True,
-                          timeout=600, check=False)
+    cmd = [sys.executable, "-m", "rnn_course.cli", "grade", tc.ASSIGNMENT, "--no-progress", *args]
+    return subprocess.run(
+        cmd, cwd=root, env=tc.env(), capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def _assert_report_matches_gradebook(root: Path) -> None:
@@ -52,8 +58,9 @@ def _assert_report_matches_gradebook(root: Path) -> None:
         assert float(rows[student]["score"]) == sum(
             v or 0.0 for v in tc.scores(root, student).values()
         )
-    rates = {r["test"]: float(r["pass_rate"]) for r in csv.DictReader(
-        (folder / "pass_rates.csv").open())}
+    rates = {
+        r["test"]: float(r["pass_rate"]) for r in csv.DictReader((folder / "pass_rates.csv").open())
+    }
     assert rates == {"test_affine": 0.5, "test_softmax": 0.5}
 
 
@@ -69,8 +76,9 @@ def test_grade_fans_out_over_a_local_dask_cluster(tmp_path):
     from distributed import LocalCluster
 
     root = _course(tmp_path / "course")
-    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         done = _grade(root, "--scheduler", cluster.scheduler_address)
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_report_matches_gradebook(root)

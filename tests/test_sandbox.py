@@ -38,8 +38,15 @@ def _softmax_run(body: str, **kw) -> sandbox.CheckResult:
 
 
 def test_protocol_round_trip_keeps_arrays_tuples_and_odd_values():
-    msg = {"a": np.arange(6.0).reshape(2, 3), "t": (1, 2.5, None), "f": float("nan"),
-           "s": "x", "obj": object(), "objarr": np.array([object()]), "i": np.int64(3)}
+    msg = {
+        "a": np.arange(6.0).reshape(2, 3),
+        "t": (1, 2.5, None),
+        "f": float("nan"),
+        "s": "x",
+        "obj": object(),
+        "objarr": np.array([object()]),
+        "i": np.int64(3),
+    }
     (out,) = list(protocol.FrameReader().feed(protocol.encode(msg)))
     np.testing.assert_array_equal(out["a"], msg["a"])
     assert out["t"] == (1, 2.5, None)
@@ -60,7 +67,7 @@ def test_worker_encoder_matches_the_trusted_one():
         b"XXXX" + bytes(8),
         protocol.MAGIC + (10**12).to_bytes(8, "big"),
         protocol.MAGIC + (5).to_bytes(8, "big") + b"\x00\x00\x00\x09{",
-        protocol.MAGIC + (9).to_bytes(8, "big") + b"\x00\x00\x00\x05{\"a\":",
+        protocol.MAGIC + (9).to_bytes(8, "big") + b'\x00\x00\x00\x05{"a":',
     ],
 )
 def test_malformed_frames_raise_protocol_error(frame):
@@ -100,9 +107,11 @@ def test_correct_function_returns_outputs():
 )
 def test_isolation_probes_fail_inside(probe):
     # the answer returns the right value only when the probe SUCCEEDS
-    body = (f"    try:\n        {probe}\n    except BaseException:\n        return None\n"
-            "    import os\n    if os.getuid() == 0:\n        return None\n"
-            "    e = np.exp(z - z.max())\n    return e / e.sum()")
+    body = (
+        f"    try:\n        {probe}\n    except BaseException:\n        return None\n"
+        "    import os\n    if os.getuid() == 0:\n        return None\n"
+        "    e = np.exp(z - z.max())\n    return e / e.sum()"
+    )
     if "getuid" in probe:  # here success is expected: the worker is not root
         assert _softmax_run(body).outputs[0]["p"] is not None
     else:
@@ -110,9 +119,11 @@ def test_isolation_probes_fail_inside(probe):
 
 
 def test_fork_bomb_is_stopped_by_the_process_limit():
-    body = ("    import os\n    n = 0\n    for _ in range(10000):\n        try:\n"
-            "            if os.fork() == 0:\n                import time; time.sleep(30)\n"
-            "            n += 1\n        except OSError:\n            break\n    return n")
+    body = (
+        "    import os\n    n = 0\n    for _ in range(10000):\n        try:\n"
+        "            if os.fork() == 0:\n                import time; time.sleep(30)\n"
+        "            n += 1\n        except OSError:\n            break\n    return n"
+    )
     t0 = time.monotonic()
     result = _softmax_run(body)
     assert time.monotonic() - t0 < 10
@@ -120,9 +131,11 @@ def test_fork_bomb_is_stopped_by_the_process_limit():
 
 
 def test_timeout_kills_a_loop_that_ignores_interrupts():
-    body = ("    import signal\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-            "    while True:\n        try:\n            pass\n        except BaseException:\n"
-            "            pass")
+    body = (
+        "    import signal\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "    while True:\n        try:\n            pass\n        except BaseException:\n"
+        "            pass"
+    )
     t0 = time.monotonic()
     result = _softmax_run(body)
     assert result.ename == "TimeoutError" and "time limit" in result.failure

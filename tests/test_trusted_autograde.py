@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "attacks"))
 
-import toycourse as tc  # noqa: E402
+import toycourse as tc
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,9 @@ HONEST = {
     "wrong_affine": {**tc.CORRECT, "affine": WRONG_AFFINE},
     "no_stabilization": {  # right on public cases, overflows on the hidden ones
         **tc.CORRECT,
-        "softmax": "def softmax(z):\n    e = np.exp(z)\n    return e / e.sum(axis=-1, keepdims=True)\n",
+        "softmax": (
+            "def softmax(z):\n    e = np.exp(z)\n    return e / e.sum(axis=-1, keepdims=True)\n"
+        ),
     },
 }
 
@@ -49,8 +51,14 @@ def _submit_all(root: Path, *, hostile: bool) -> None:
             copy["id"] = "duplicate-answer"
             cells.append(copy)
     forged = nbformat.v4.new_code_cell("pass")
-    forged.metadata["nbgrader"] = {"grade_id": "test_bonus", "grade": True, "points": 50,
-                                   "solution": False, "locked": True, "schema_version": 3}
+    forged.metadata["nbgrader"] = {
+        "grade_id": "test_bonus",
+        "grade": True,
+        "points": 50,
+        "solution": False,
+        "locked": True,
+        "schema_version": 3,
+    }
     nb.cells = [*cells, forged]
     tc.submit(root, "tampered", nb)
     tc.submit(root, "corrupt", "{ this is not a notebook")
@@ -113,8 +121,9 @@ def test_invalid_notebook_is_flagged_and_others_graded(courses):
 def test_gradebook_records_a_failure_message_in_the_notebook(courses):
     path = courses["trusted"] / "autograded" / "wrong_affine" / "toy" / "toy.ipynb"
     nb = nbformat.read(path, as_version=4)
-    (cell,) = [c for c in nb.cells
-               if c.metadata.get("nbgrader", {}).get("grade_id") == "test_affine"]
+    (cell,) = [
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_affine"
+    ]
     assert cell.outputs[0].output_type == "error"
     assert cell.outputs[0].ename == "AssertionError"
     assert "public case 1" in cell.outputs[0].evalue and "rtol" in cell.outputs[0].evalue

@@ -71,8 +71,9 @@ def submissions(root: Path, assignment: str, m: int) -> None:
     answers = {
         c.metadata["nbgrader"]["grade_id"]: SOLUTION_RE.sub("", c.source)
         for c in src.cells
-        if c.metadata.get("nbgrader", {}).get("solution") and not c.metadata["nbgrader"].get(
-            "grade") and c.cell_type == "code"
+        if c.metadata.get("nbgrader", {}).get("solution")
+        and not c.metadata["nbgrader"].get("grade")
+        and c.cell_type == "code"
     }
     for i in range(m):
         nb = nbformat.read(root / release / assignment / f"{assignment}.ipynb", as_version=4)
@@ -91,12 +92,14 @@ def submissions(root: Path, assignment: str, m: int) -> None:
 
 def _breaker(name: str) -> str:
     """Redefine ``name`` to return a wrong result of the right kind."""
-    return (f"_orig_{name} = {name}\n"
-            f"def {name}(*args, **kwargs):\n"
-            f"    out = _orig_{name}(*args, **kwargs)\n"
-            "    if isinstance(out, tuple):\n"
-            "        return tuple(o * 1.5 if hasattr(o, 'shape') else o for o in out)\n"
-            "    return out * 1.5 if hasattr(out, 'shape') else out\n")
+    return (
+        f"_orig_{name} = {name}\n"
+        f"def {name}(*args, **kwargs):\n"
+        f"    out = _orig_{name}(*args, **kwargs)\n"
+        "    if isinstance(out, tuple):\n"
+        "        return tuple(o * 1.5 if hasattr(o, 'shape') else o for o in out)\n"
+        "    return out * 1.5 if hasattr(out, 'shape') else out\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,8 +33,11 @@ def judge(
     n_pub = sum(not c.hidden for c in cases)
     n_hid = len(cases) - n_pub
     deps = suite.dependencies.get(name, [name])
-    broken = [f"the answer cell '{d}' raised {cell_errors[d].strip().splitlines()[-1]}"
-              for d in deps if cell_errors.get(d)]
+    broken = [
+        f"the answer cell '{d}' raised {cell_errors[d].strip().splitlines()[-1]}"
+        for d in deps
+        if cell_errors.get(d)
+    ]
     note = (" Note: " + "; ".join(broken) + ".") if broken else ""
 
     def fail(ename: str, message: str, timed_out: bool = False) -> Verdict:
@@ -43,8 +46,7 @@ def judge(
     if result is None:
         return fail("RuntimeError", f"{name}: the check did not run")
     if result.failure is not None:
-        return fail(result.ename, f"{name}: {result.failure}",
-                    result.ename == "TimeoutError")
+        return fail(result.ename, f"{name}: {result.failure}", result.ename == "TimeoutError")
     if len(result.outputs) != len(cases):
         return fail("RuntimeError", f"{name}: the grading worker returned an incomplete result")
     for case, outputs in zip(cases, result.outputs, strict=True):
@@ -66,8 +68,7 @@ def judge(
                 f"({type(exc).__name__}: {exc})",
             )
     parts = [f"{n_pub} public"] + ([f"{n_hid} hidden"] if n_hid else [])
-    return Verdict(name, True, "", f"{name}: all {' and '.join(parts)} cases passed.",
-                   n_pub, n_hid)
+    return Verdict(name, True, "", f"{name}: all {' and '.join(parts)} cases passed.", n_pub, n_hid)
 
 
 def _plain(outputs: dict[str, Any]) -> dict[str, Any]:

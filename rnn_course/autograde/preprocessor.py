@@ -35,8 +35,9 @@ PRECOMPUTED: dict[tuple[str, str, str], SandboxReport] = {}
 #: What the last run decided for each notebook, for the command-line report.
 SUMMARIES: dict[tuple[str, str, str], NotebookSummary] = {}
 
-HIDDEN_RE = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?",
-                       re.S | re.M)
+HIDDEN_RE = re.compile(
+    r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M
+)
 
 
 @dataclass(frozen=True)
@@ -156,15 +157,11 @@ class TrustedExecute(NbGraderPreprocessor):
     grading_package = Unicode(
         "rnn_course.grading", help="Package with cases, expected, compare and drivers."
     ).tag(config=True)
-    check_timeout = Float(10.0, help="Wall seconds for one check (all its cases).").tag(
-        config=True
-    )
+    check_timeout = Float(10.0, help="Wall seconds for one check (all its cases).").tag(config=True)
     notebook_timeout = Float(120.0, help="Wall seconds for everything a notebook runs.").tag(
         config=True
     )
-    memory_limit = Int(1 << 30, help="Address-space limit of the sandbox (bytes).").tag(
-        config=True
-    )
+    memory_limit = Int(1 << 30, help="Address-space limit of the sandbox (bytes).").tag(config=True)
     max_processes = Int(32, help="Processes the sandbox may run at once.").tag(config=True)
     max_output_bytes = Int(256 << 10, help="Printed output before the worker is killed.").tag(
         config=True
@@ -213,8 +210,7 @@ class TrustedExecute(NbGraderPreprocessor):
             if gid in verdicts and gid not in done and cell.get("cell_type") == "code":
                 done.add(gid)
                 set_test_outputs(cell, verdicts[gid], layout.test_sources[gid])
-        SUMMARIES[key] = NotebookSummary(verdicts, dict(report.cells), report.seconds,
-                                         report.runs)
+        SUMMARIES[key] = NotebookSummary(verdicts, dict(report.cells), report.seconds, report.runs)
         self.log.info(
             "Trusted grading of %s: %d/%d tests passed in %.2f s (%d sandbox runs)",
             "/".join(key),

@@ -37,15 +37,24 @@ def write_report(results: list[StudentResult], folder: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: folder / name for name in
-             ("grades.csv", "pass_rates.csv", "histogram.png", "summary.txt")}
+    paths = {
+        name: folder / name
+        for name in ("grades.csv", "pass_rates.csv", "histogram.png", "summary.txt")
+    }
     tests = sorted({t for r in results for t in r.tests})
     with paths["grades.csv"].open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student", "status", "score", "max_score", *tests])
         for r in results:
-            w.writerow([r.student, r.status, f"{r.score:g}", f"{r.max_score:g}",
-                        *(int(r.tests[t]) if t in r.tests else "" for t in tests)])
+            w.writerow(
+                [
+                    r.student,
+                    r.status,
+                    f"{r.score:g}",
+                    f"{r.max_score:g}",
+                    *(int(r.tests[t]) if t in r.tests else "" for t in tests),
+                ]
+            )
     rates = pass_rates(results)
     with paths["pass_rates.csv"].open("w", newline="") as f:
         w = csv.writer(f)
@@ -61,8 +70,10 @@ def write_report(results: list[StudentResult], folder: Path) -> dict[str, Path]:
     fig.tight_layout()
     fig.savefig(paths["histogram.png"], dpi=100)
     plt.close(fig)
-    text = status_table(results) + "\n\npass rates\n" + "\n".join(
-        f"  {t}: {rate:.0%}" for t, rate in rates.items()
+    text = (
+        status_table(results)
+        + "\n\npass rates\n"
+        + "\n".join(f"  {t}: {rate:.0%}" for t, rate in rates.items())
     )
     paths["summary.txt"].write_text(text + "\n")
     return paths

@@ -12,6 +12,7 @@ serially, reusing those results (:data:`preprocessor.PRECOMPUTED`).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import multiprocessing
@@ -186,10 +187,9 @@ def warm_up(root: Path, assignment: str, unsafe: bool) -> None:
     for name in names:
         layout = pp.gradebook_layout(api.coursedir.db_url, assignment, name)
         for gid in layout.tests:
-            try:
+            # an unknown check is reported per test cell by the preprocessor
+            with contextlib.suppress(Exception):
                 suite.cases(pp.check_name(gid))
-            except Exception:  # reported per test cell by the preprocessor
-                pass
 
 
 def _grade_local(root, assignment, ids, jobs, unsafe, progress) -> dict[str, dict]:
@@ -205,16 +205,14 @@ def _grade_local(root, assignment, ids, jobs, unsafe, progress) -> dict[str, dic
     # (once per assignment); the pool starts before any thread (progress bar) exists.
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(autograde_student, str(root), assignment, s, unsafe): s
-                   for s in ids}
+        futures = {pool.submit(autograde_student, str(root), assignment, s, unsafe): s for s in ids}
         with _progress(len(ids), progress) as bar:
             for fut in as_completed(futures):
                 s = futures[fut]
                 try:
                     out[s] = fut.result()
                 except Exception as exc:  # a dead worker process: that student only
-                    out[s] = {"student": s, "success": False, "summaries": {},
-                              "error": repr(exc)}
+                    out[s] = {"student": s, "success": False, "summaries": {}, "error": repr(exc)}
                 bar.update()
     return out
 
@@ -239,15 +237,15 @@ def _grade_dask(root, assignment, ids, scheduler, unsafe, progress) -> dict[str,
                 except Exception:
                     continue  # nbgrader reports the invalid notebook below
                 cells, checks, _ = pp.sandbox_request(nb, layout, te.grading_package)
-                fut = client.submit(sandbox_task, cells, checks, drivers_source, te.limits(),
-                                    unsafe, pure=False)
+                fut = client.submit(
+                    sandbox_task, cells, checks, drivers_source, te.limits(), unsafe, pure=False
+                )
                 futures[fut] = (s, assignment, path.stem)
         with _progress(len(futures), progress) as bar:
             for fut in dask_completed(futures):
-                try:
+                # a failed remote run is simply redone locally by the preprocessor
+                with contextlib.suppress(Exception):
                     pp.PRECOMPUTED[futures[fut]] = fut.result()
-                except Exception:
-                    pass  # recomputed locally by the preprocessor
                 bar.update()
     out = {}
     for s in ids:  # serial gradebook writes, in this process
@@ -289,6 +287,15 @@ def collect(root: Path, assignment: str, raw: dict[str, dict]) -> list[StudentRe
                 status = "partial"
             else:
                 status = "failed"
-            results.append(StudentResult(s, status, score, max_score, tests,
-                                         info.get("seconds", 0.0), info.get("error", "")))
+            results.append(
+                StudentResult(
+                    s,
+                    status,
+                    score,
+                    max_score,
+                    tests,
+                    info.get("seconds", 0.0),
+                    info.get("error", ""),
+                )
+            )
     return results

@@ -14,6 +14,7 @@ maps the caller to ``nobody`` in a user namespace.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -182,7 +183,7 @@ def probe_sandbox() -> str:
         return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     cmd, _ = bwrap_command(WORKER_PATH, 0)
     probe = "import sys; sys.path.insert(0, '/opt/site'); import numpy"
-    cmd = cmd[: cmd.index("-S") + 4] + ["-c", probe]
+    cmd = [*cmd[: cmd.index("-S") + 4], "-c", probe]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -257,10 +258,8 @@ class _Run:
         )
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 if pipe:
@@ -296,8 +295,9 @@ def run_sandbox(
     deadline = t0 + limits.notebook_timeout
     pending = list(checks)
     while pending:
-        progressed, failure, ename = _one_run(cells, pending, drivers, limits, unsafe, deadline,
-                                              report)
+        progressed, failure, ename = _one_run(
+            cells, pending, drivers, limits, unsafe, deadline, report
+        )
         report.runs += 1
         done = [name for name, _ in pending if name in report.checks]
         pending = [(n, c) for n, c in pending if n not in report.checks]
@@ -352,7 +352,7 @@ def _one_run(
         run.kill()
 
 
-def _drive(run, sel, request, pending, limits, deadline, report):  # noqa: C901, PLR0912
+def _drive(run, sel, request, pending, limits, deadline, report):
     proc = run.proc
     try:
         proc.stdin.write(request)
@@ -449,9 +449,10 @@ def _drive(run, sel, request, pending, limits, deadline, report):  # noqa: C901,
                             current.outputs.append({"error": "the check returned no outputs"})
                         continue
                     if kind == "end" and current is not None:
-                        if msg.get("check") != current.name or len(current.outputs) != ncases[
-                            current.name
-                        ]:
+                        if (
+                            msg.get("check") != current.name
+                            or len(current.outputs) != ncases[current.name]
+                        ):
                             raise ProtocolError("check ended early")
                         report.checks[current.name] = current
                         current = None
@@ -461,8 +462,7 @@ def _drive(run, sel, request, pending, limits, deadline, report):  # noqa: C901,
                         return progressed, None, ""
                     raise ProtocolError(f"unexpected message {str(kind)[:40]!r}")
             except ProtocolError as exc:
-                return fail(f"the grading worker sent a malformed message ({exc})",
-                            "RuntimeError")
+                return fail(f"the grading worker sent a malformed message ({exc})", "RuntimeError")
     try:
         code = proc.wait(timeout=max(0.1, phase_end - time.monotonic()))
     except subprocess.TimeoutExpired:

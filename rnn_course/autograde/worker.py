@@ -6,13 +6,15 @@ sees expected values and never compares anything; it only returns what the stude
 functions computed, as plain data, in the frame format of ``rnn_course.autograde.protocol``.
 
 Usage: ``python -S -E -s worker.py SITE_DIR DRIVERS_PY``. Input (stdin, one frame):
-``{"cells": [{"id", "source", "kind"}], "checks": [{"name", "cases"}]}``. Output (a private copy of fd 1), one frame per event:
+``{"cells": [{"id", "source", "kind"}], "checks": [{"name", "cases"}]}``. Output (a
+private copy of fd 1), one frame per event:
 ``ready``, ``cell`` (per answer cell), ``start`` / ``case`` / ``end`` (per check), ``done``.
 Everything the student prints goes to fd 2, which the grader reads and caps.
 """
 
 import ast
 import builtins
+import contextlib
 import io
 import json
 import math
@@ -142,7 +144,7 @@ def short_traceback(exc, limit=4000):
     """The traceback of ``exc`` restricted to the student's own frames (<cell ...>)."""
     try:
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        kept = [ln for ln in lines if "File \"<cell" in ln or not ln.startswith("  File")]
+        kept = [ln for ln in lines if 'File "<cell' in ln or not ln.startswith("  File")]
         return "".join(kept)[-limit:]
     except BaseException:
         return safe_str(exc, limit)
@@ -156,10 +158,9 @@ def run_setup(source, namespace):
         return
     for node in tree.body:
         if isinstance(node, ast.Import | ast.ImportFrom):
-            try:
+            # a course-only import (e.g. the grader itself) is absent here: skip it
+            with contextlib.suppress(BaseException):
                 exec(compile(ast.Module([node], []), "<setup>", "exec"), namespace)
-            except BaseException:  # a course-only import (e.g. the grader) is absent here
-                pass
 
 
 def main() -> None:
@@ -222,10 +223,8 @@ def main() -> None:
             send(message)
         send({"kind": "end", "check": name})
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(BaseException):
             stream.flush()
-        except BaseException:
-            pass
     send({"kind": "done"})
     os._exit(0)
 
