@@ -139,3 +139,22 @@ def test_feedback_shows_messages_but_no_hidden_test_code(courses, student):
         assert "rtol 1e-06" in html
     else:
         assert "affine: all 2 public and 3 hidden cases passed." in html
+
+
+@pytest.mark.parametrize("assignment", ["rnn_bptt"])
+def test_course_assignment_correct_full_marks_blank_zero(tmp_path, repo_root, assignment):
+    from nbgrader.api import Gradebook
+
+    from rnn_course.autograde import bench
+
+    root = bench.make_course(repo_root, tmp_path / "course", assignment, trusted=True)
+    bench.submissions(root, assignment, 2)  # s000_correct, s001_blank
+    done = tc.nbgrader(root, "autograde", assignment, check=False)
+    assert "IPKernelApp" not in done.stdout + done.stderr
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for student, full in (("s000_correct", True), ("s001_blank", False)):
+            nb = gb.find_submission_notebook(assignment, assignment, student)
+            tests = [g for g in nb.grades if g.cell_type == "code"]
+            assert tests
+            for g in tests:
+                assert g.auto_score == (g.max_score if full else 0.0), (student, g.name)
