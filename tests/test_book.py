@@ -60,6 +60,10 @@ def _jupyter_book() -> list[str]:
 def book(repo_root: Path) -> Build:
     """Build the whole book once per test session into ``_build/test``."""
     output = repo_root / "_build" / "test"
+    # Keep the executed notebooks (.jupyter_cache) but not Sphinx's incremental state:
+    # an unchanged page is not re-read, and its warnings would go unseen.
+    for stale in ("html", ".doctrees"):
+        shutil.rmtree(output / "_build" / stale, ignore_errors=True)
     command = [*_jupyter_book(), "build", ".", "-W", "--keep-going"]
     command += ["--path-output", str(output)]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
