@@ -221,7 +221,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def server(book: Build) -> Iterator[str]:
     """Serve the built HTML on 127.0.0.1 (random port) from a background thread."""
-    assert book.returncode == 0, "the book did not build"
+    # test_build_succeeds judges the warnings; here the pages only need to exist
+    assert (book.html / "index.html").is_file(), "the book produced no HTML"
     handler = functools.partial(_QuietHandler, directory=str(book.html))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
