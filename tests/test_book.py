@@ -1,7 +1,7 @@
 """Build the textbook and check the result, as files and in a real browser.
 
 The build goes to ``_build/test`` (its own jupyter-cache included), so a developer's
-``_build/html`` is never touched; the browser test reuses the same session-scoped build.
+``_build/html`` is never touched; the browser test reuses the same build (one per pytest run).
 Both tests are slow: a clean build executes every chapter.
 """
 
@@ -58,7 +58,7 @@ def _jupyter_book() -> list[str]:
 
 @pytest.fixture(scope="session")
 def book(repo_root: Path) -> Build:
-    """Build the whole book once per test session into ``_build/test``."""
+    """Build the whole book once per pytest run into ``_build/test``."""
     output = repo_root / "_build" / "test"
     # Keep the executed notebooks (.jupyter_cache) but not Sphinx's incremental state:
     # an unchanged page is not re-read, and its warnings would go unseen.
