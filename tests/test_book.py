@@ -2,7 +2,7 @@
 
 The build goes to ``_build/test`` (its own jupyter-cache included), so a developer's
 ``_build/html`` is never touched; the browser test reuses the same build (one per pytest run).
-Both tests are slow: a clean build executes every chapter.
+Every test here is slow: a clean build executes every chapter.
 """
 
 from __future__ import annotations
