@@ -133,7 +133,7 @@ def autograde_student(root: str, assignment: str, student: str, unsafe: bool) ->
     }
 
 
-def sandbox_task(
+def remote_sandbox(
     cells: list[dict[str, str]],
     checks: list[tuple[str, list[dict[str, Any]]]],
     drivers_source: str,
@@ -238,7 +238,7 @@ def _grade_dask(root, assignment, ids, scheduler, unsafe, progress) -> dict[str,
                     continue  # nbgrader reports the invalid notebook below
                 cells, checks, _ = pp.sandbox_request(nb, layout, te.grading_package)
                 fut = client.submit(
-                    sandbox_task, cells, checks, drivers_source, te.limits(), unsafe, pure=False
+                    remote_sandbox, cells, checks, drivers_source, te.limits(), unsafe, pure=False
                 )
                 futures[fut] = (s, assignment, path.stem)
         with _progress(len(futures), progress) as bar:
