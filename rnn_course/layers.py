@@ -378,9 +378,11 @@ def _fold_biases(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
 class RNN(_SingleStateBase):
     r"""A stack of Elman RNN layers, :class:`torch.nn.RNN`'s arguments and returns.
 
+    The arguments ``input_size``, ``hidden_size``, ``num_layers``, ``bias``, ``batch_first``,
+    ``dropout``, ``bidirectional``, ``device`` and ``dtype`` are those of
+    :class:`torch.nn.RNN`.
+
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-        device, dtype: as :class:`torch.nn.RNN`.
         nonlinearity: ``"tanh"`` (default) or ``"relu"``.
         skip: connections between stacked layers, ``None`` (default), ``"residual"``,
             ``"highway"`` or ``"dense"`` (see :func:`combine_skip`).
@@ -437,9 +439,11 @@ class RNN(_SingleStateBase):
 class LSTM(_RNNBase):
     r"""A stack of LSTM layers, :class:`torch.nn.LSTM`'s arguments and returns.
 
+    The arguments ``input_size``, ``hidden_size``, ``num_layers``, ``bias``, ``batch_first``,
+    ``dropout``, ``bidirectional``, ``device`` and ``dtype`` are those of
+    :class:`torch.nn.LSTM`.
+
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-        device, dtype: as :class:`torch.nn.LSTM`.
         proj_size: only ``0`` (no projection) is supported.
         skip: connections between stacked layers (see :func:`combine_skip`).
 
@@ -525,9 +529,11 @@ class LSTM(_RNNBase):
 class GRU(_SingleStateBase):
     r"""A stack of GRU layers, :class:`torch.nn.GRU`'s arguments and returns.
 
+    The arguments ``input_size``, ``hidden_size``, ``num_layers``, ``bias``, ``batch_first``,
+    ``dropout``, ``bidirectional``, ``device`` and ``dtype`` are those of
+    :class:`torch.nn.GRU`.
+
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-        device, dtype: as :class:`torch.nn.GRU`.
         reset_after: ``True`` (default, equals :class:`torch.nn.GRU`) or ``False`` for the
             lecture's form with the reset gate inside the recurrent product (see
             :class:`rnn_course.cells.GRUCell`).
