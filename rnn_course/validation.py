@@ -34,9 +34,7 @@ def expect_shape(name: str, value: torch.Tensor, shape: Sequence[int | None], la
     )
     if not ok:
         sizes = ", ".join("?" if s is None else str(s) for s in shape)
-        raise ValueError(
-            f"{name} must have shape {layout} = ({sizes}), got {tuple(value.shape)}"
-        )
+        raise ValueError(f"{name} must have shape {layout} = ({sizes}), got {tuple(value.shape)}")
 
 
 def expect_same_device_and_dtype(**tensors: torch.Tensor) -> None:
