@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import time
@@ -55,10 +56,21 @@ def test_protocol_round_trip_keeps_arrays_tuples_and_odd_values():
     assert isinstance(out["objarr"], protocol.Unsupported)
 
 
-def test_worker_encoder_matches_the_trusted_one():
+def test_worker_program_is_self_contained_and_speaks_the_same_frames():
     worker = _worker_module()
-    msg = {"kind": "case", "outputs": {"h": np.ones((2, 2), np.float32), "n": (3, [4.0])}}
-    assert worker.encode(msg, np) == protocol.encode(msg)
+    tree = ast.parse(Path(sandbox.WORKER_PATH).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
+    }
+    allowed = set(sys.stdlib_module_names) | {"numpy", "__future__"}
+    assert imported <= allowed, imported - allowed
+    assert worker.MAGIC == protocol.MAGIC
+    assert worker.MAX_DEPTH == protocol.MAX_DEPTH
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ def drop_privileges() -> None:
 
 
 def encode(message, np):
-    """Identical to ``protocol.encode`` (kept in sync by a test)."""
+    """Encode ``message`` (plain data) into one frame; the trusted side uses this too."""
     blobs = []
 
     def enc(value, depth):
