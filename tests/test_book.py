@@ -276,6 +276,99 @@ _VISIBLE_TEXT = """() => {
 _IMAGES = """() => Array.from(document.images).map(img => ({
   src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth}))"""
 
+# Open every collapsed block (dropdown solutions, hidden code inputs) so that what they
+# contain is laid out and can be measured.
+_EXPAND = """() => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));
+  document.querySelectorAll('button.toggle-button')
+      .forEach(b => b.classList.remove('toggle-button-hidden'));
+}"""
+
+# The article's text in three parts: prose (no code, no math), the code and output blocks
+# that are not Python inputs, and the text of the rendered mathematics (MathJax keeps a
+# MathML copy of every formula for assistive technology).
+_ARTICLE_TEXT = """() => {
+  const article = document.querySelector('article') || document.body;
+  const prose = article.cloneNode(true);
+  prose.querySelectorAll('pre, code, script, style, mjx-container, .MathJax_Preview, '
+      + '.cell_input, .cell_output').forEach(e => e.remove());
+  const blocks = Array.from(article.querySelectorAll('pre'))
+      .filter(e => !e.closest('.cell_input')).map(e => e.textContent);
+  const math = Array.from(article.querySelectorAll('mjx-container'))
+      .map(e => (e.querySelector('mjx-assistive-mml') || e).textContent);
+  return {prose: prose.innerText, blocks: blocks, math: math};
+}"""
+
+# Display equations whose rendered width exceeds the width of the block that holds them
+_WIDE_EQUATIONS = """() => Array.from(document.querySelectorAll('mjx-container[display="true"]'))
+  .map(c => {
+    const math = c.querySelector('mjx-math');
+    const column = c.parentElement.getBoundingClientRect().width;
+    const width = math ? math.getBoundingClientRect().width : 0;
+    const mml = c.querySelector('mjx-assistive-mml');
+    return {width: width, column: column, text: (mml ? mml.textContent : '').slice(0, 80)};
+  })
+  .filter(e => e.column > 0 && e.width > e.column + 1)"""
+
+# Images in the article that are not in a <figure> with a numbered caption
+_UNCAPTIONED = """() => Array.from(document.querySelectorAll('article img')).filter(img => {
+    const figure = img.closest('figure');
+    const caption = figure && figure.querySelector('figcaption');
+    return !(caption && caption.querySelector('.caption-number')
+             && caption.textContent.trim().length > 0);
+  }).map(img => img.getAttribute('src'))"""
+
+# MyST syntax that only shows up in rendered text when the parser did not understand it
+RAW_MYST = re.compile(
+    r"```\{|:::\{|\{(?:cite(?::[a-z]+)?|doc|ref|numref|eq|term|download|math|glue(?::[a-z]+)?"
+    r"|prf:ref|abbr|sub|sup|code-cell|literalinclude|figure|exercise|solution|admonition)\}"
+    r"|^\([A-Za-z0-9_-]+\)=$",
+    flags=re.MULTILINE,
+)
+DOUBLED_WORD = re.compile(r"\b([A-Za-z]+) +\1\b", flags=re.IGNORECASE)
+
+
+def _excerpt(text: str, match: re.Match[str], width: int = 40) -> str:
+    start, end = max(match.start() - width, 0), match.end() + width
+    return " ".join(text[start:end].split())
+
+
+def _text_problems(relative: str, texts: dict[str, object]) -> list[str]:
+    """Raw MyST, doubled words and a literal backslash-underscore in a page's text."""
+    problems: list[str] = []
+    prose = str(texts["prose"])
+    blocks = [str(b) for b in texts["blocks"]]  # type: ignore[union-attr]
+    math = [str(m) for m in texts["math"]]  # type: ignore[union-attr]
+    for text in [prose, *blocks]:
+        for match in RAW_MYST.finditer(text):
+            problems.append(f"{relative}: raw MyST {match.group()!r} in {_excerpt(text, match)!r}")
+    for match in DOUBLED_WORD.finditer(prose):
+        problems.append(f"{relative}: doubled word in {_excerpt(prose, match)!r}")
+    for text in [prose, *math]:
+        for match in re.finditer(r"\\_", text):
+            problems.append(f"{relative}: literal '\\_' in {_excerpt(text, match)!r}")
+    return problems
+
+
+def page_problems(page: object, relative: str) -> list[str]:
+    """What a reader would see as broken on the loaded ``page`` (a Playwright page).
+
+    Raw MyST, doubled words, a literal ``\\_``, display equations wider than their column
+    and figures without a numbered caption. Collapsed blocks are opened first, so the
+    solutions of exercises are checked too.
+    """
+    page.evaluate(_EXPAND)  # type: ignore[attr-defined]
+    problems = _text_problems(relative, page.evaluate(_ARTICLE_TEXT))  # type: ignore[attr-defined]
+    for wide in page.evaluate(_WIDE_EQUATIONS):  # type: ignore[attr-defined]
+        problems.append(
+            f"{relative}: display equation {wide['width']:.0f} px wide in a "
+            f"{wide['column']:.0f} px column: {wide['text']!r}"
+        )
+    for src in page.evaluate(_UNCAPTIONED):  # type: ignore[attr-defined]
+        problems.append(f"{relative}: figure without a numbered caption: {src}")
+    return problems
+
 
 def test_pages_render_in_a_browser(book: Build, server: str, repo_root: Path) -> None:
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: install Debian's chromium"
@@ -303,6 +396,7 @@ def test_pages_render_in_a_browser(book: Build, server: str, repo_root: Path) ->
                 for raw in ("$$", "\\[", "\\("):
                     if raw in text:
                         problems.append(f"{relative}: raw {raw!r} left in the page")
+            problems += page_problems(page, relative)
             for image in page.evaluate(_IMAGES):
                 if not image["complete"] or image["width"] == 0:
                     problems.append(f"{relative}: image not loaded: {image['src']}")
