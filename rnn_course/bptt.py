@@ -1,31 +1,30 @@
-"""Backpropagation through time written out by hand, and its truncated variant.
+r"""Backpropagation through time written out by hand, and its truncated variant.
 
-The forward functions use the assignments' conventions: batch-first sequences and weights
-that multiply from the right,
-
-.. math::
-
-    \\mathbf{a}_t = \\mathbf{x}_t W_x + \\mathbf{h}_{t-1} W_h + \\mathbf{b}, \\qquad
-    \\mathbf{h}_t = \\tanh(\\mathbf{a}_t),
-
-with ``x (N, T, D)``, ``h0 (N, H)``, ``W_x (D, H)``, ``W_h (H, H)``, ``b (H,)``. The backward
-functions run the recursion explicitly under :func:`torch.no_grad` (no autograd); the tests
-check them against :mod:`torch.autograd` in float64.
-
-Partial versus total derivatives. Let ``dh[:, t]`` be the *partial* derivative
-∂J/∂h_t of the loss through the paths that leave the recurrence at step t (an output layer
-at every step, say). The *total* derivative also follows h_t into h_{t+1}:
+The hand-written pass follows the book's notation (chapter 2): column vectors, one
+sequence, time steps ``t = 1, …, T``,
 
 .. math::
 
-    \\frac{dJ}{d\\mathbf{h}_t} = \\frac{\\partial J}{\\partial \\mathbf{h}_t}
-        + \\boldsymbol{\\delta}_{t+1} W_h^{\\top}, \\qquad
-    \\boldsymbol{\\delta}_t = \\frac{dJ}{d\\mathbf{a}_t}
-        = \\frac{dJ}{d\\mathbf{h}_t} \\odot (1 - \\mathbf{h}_t^2),
+    \mathbf{a}^{(t)} = W_h \mathbf{h}^{(t-1)} + W_x \mathbf{x}^{(t)} + \mathbf{b}, \qquad
+    \mathbf{h}^{(t)} = \tanh\big(\mathbf{a}^{(t)}\big),
 
-and the gradients of the shared weights add up over the steps:
-``dW_h = Σ_t h_{t-1}ᵀ δ_t``, ``dW_x = Σ_t x_tᵀ δ_t``, ``db = Σ_t Σ_n δ_t``. The tanh derivative
-is taken at the step's own output, ``1 − h_t²``, not at ``h_{t-1}``.
+with ``x (T, D)`` (row ``t - 1`` holds :math:`\mathbf{x}^{(t)}`), ``h0 (H,)``,
+``W_x (H, D)``, ``W_h (H, H)`` and ``b (H,)``. The backward pass turns the *partial*
+derivatives :math:`\partial \mathcal{L}^{(t)} / \partial \mathbf{h}^{(t)}` that the
+loss terms hand over into the *total* derivatives
+
+.. math::
+
+    \bar{\mathbf{h}}^{(t)} = \frac{d\mathcal{L}}{d\mathbf{h}^{(t)}}
+        = \frac{\partial \mathcal{L}^{(t)}}{\partial \mathbf{h}^{(t)}}
+        + W_h^\top \boldsymbol{\delta}^{(t+1)}, \qquad
+    \boldsymbol{\delta}^{(t)} = \frac{d\mathcal{L}}{d\mathbf{a}^{(t)}}
+        = \big(1 - (\mathbf{h}^{(t)})^2\big) \odot \bar{\mathbf{h}}^{(t)},
+
+and the gradient of each shared weight is a sum of one outer product per step,
+:math:`d\mathcal{L}/dW_h = \sum_t \boldsymbol{\delta}^{(t)} (\mathbf{h}^{(t-1)})^\top`.
+Batches, the row-vector layout and the gated cells are the business of the layers in
+:mod:`rnn_course.layers`, which autograd differentiates.
 """
 
 from __future__ import annotations
@@ -46,266 +45,119 @@ from rnn_course.validation import (
 )
 
 # ---------------------------------------------------------------------------------------------
-# tanh RNN
+# tanh RNN, one sequence, column vectors
 # ---------------------------------------------------------------------------------------------
 
 
-class RNNCache(NamedTuple):
+class TanhRNNCache(NamedTuple):
     """What :func:`tanh_rnn_backward` needs from the forward pass."""
 
-    x: Tensor  # (N, T, D)
-    h0: Tensor  # (N, H)
-    W_x: Tensor  # (D, H)
+    x: Tensor  # (T, D), x[t - 1] = x^(t)
+    h0: Tensor  # (H,)
+    W_x: Tensor  # (H, D)
     W_h: Tensor  # (H, H)
-    h: Tensor  # (N, T, H), h[:, t] = h_t
+    h: Tensor  # (T, H), h[t - 1] = h^(t)
 
 
-class RNNGrads(NamedTuple):
-    """Gradients of the loss with respect to the inputs of :func:`tanh_rnn_forward`."""
+class TanhRNNGrads(NamedTuple):
+    """Total derivatives of the loss with respect to the arguments of :func:`tanh_rnn_forward`."""
 
-    dx: Tensor  # (N, T, D)
-    dh0: Tensor  # (N, H)
-    dW_x: Tensor  # (D, H)
+    dx: Tensor  # (T, D), dx[t - 1] = dL/dx^(t)
+    dh0: Tensor  # (H,)
+    dW_x: Tensor  # (H, D)
     dW_h: Tensor  # (H, H)
     db: Tensor  # (H,)
 
 
-def _check_inputs(
-    x: Tensor, h0: Tensor, W_x: Tensor, W_h: Tensor, b: Tensor, gates: int
-) -> tuple[int, int, int, int]:
-    """Validate the forward arguments once; return ``N, T, D, H``."""
-    for name, value in (("x", x), ("h0", h0), ("W_x", W_x), ("W_h", W_h), ("b", b)):
-        expect_tensor(name, value)
-        expect_floating(name, value)
-    expect_shape("x", x, (None, None, None), "(N, T, D)")
-    N, T, D = x.shape
-    if T == 0:
-        raise ValueError("x must contain at least one time step, got T=0")
-    expect_shape("h0", h0, (N, None), "(N, H)")
-    H = h0.shape[1]
-    G = "" if gates == 1 else str(gates)
-    expect_shape("W_x", W_x, (D, gates * H), f"(D, {G}H)")
-    expect_shape("W_h", W_h, (H, gates * H), f"(H, {G}H)")
-    expect_shape("b", b, (gates * H,), f"({G}H,)")
-    expect_same_device_and_dtype(x=x, h0=h0, W_x=W_x, W_h=W_h, b=b)
-    return N, T, D, H
-
-
 def tanh_rnn_forward(
     x: Tensor, h0: Tensor, W_x: Tensor, W_h: Tensor, b: Tensor
-) -> tuple[Tensor, RNNCache]:
-    """Run a tanh RNN over a batch of sequences.
-
-    Args:
-        x: inputs ``(N, T, D)``.
-        h0: initial state ``(N, H)``.
-        W_x: input weights ``(D, H)``.
-        W_h: recurrent weights ``(H, H)``.
-        b: bias ``(H,)``.
-
-    Returns:
-        ``h (N, T, H)`` with ``h[:, t]`` the state after reading ``x[:, t]`` (``h0`` is not
-        included), and the cache for :func:`tanh_rnn_backward`. The forward pass is plain
-        torch code, so autograd can differentiate it too.
-    """
-    N, T, D, H = _check_inputs(x, h0, W_x, W_h, b, gates=1)
-    # the input projections do not depend on the state: one GEMM for all steps
-    xw = (x.reshape(N * T, D) @ W_x + b).reshape(N, T, H)
-    h = h0
-    hs = []
-    for t in range(T):
-        # h_t = tanh(x_t W_x + h_{t-1} W_h + b)
-        h = torch.tanh(xw[:, t] + h @ W_h)  # (N, H)
-        hs.append(h)
-    h_all = torch.stack(hs, dim=1)  # (N, T, H)
-    return h_all, RNNCache(x, h0, W_x, W_h, h_all)
-
-
-@torch.no_grad()
-def tanh_rnn_backward(dh: Tensor, cache: RNNCache) -> RNNGrads:
-    """Backpropagate through a tanh RNN by the explicit recursion (no autograd).
-
-    Args:
-        dh: partial derivatives ``∂J/∂h_t`` from outside the recurrence, ``(N, T, H)``.
-        cache: from :func:`tanh_rnn_forward`.
-
-    Returns:
-        :class:`RNNGrads` ``(dx (N, T, D), dh0 (N, H), dW_x (D, H), dW_h (H, H), db (H,))``.
-    """
-    x, h0, W_x, W_h, h = (t.detach() for t in cache)
-    N, T, D = x.shape
-    H = h0.shape[1]
-    expect_tensor("dh", dh)
-    expect_shape("dh", dh, (N, T, H), "(N, T, H)")
-    expect_same_device_and_dtype(dh=dh, h=h)
-    delta = torch.empty_like(h)  # δ_t = dJ/da_t for every step, (N, T, H)
-    W_h_T = W_h.T
-    # dJ/dh_T gets nothing from a later step
-    carry = torch.zeros_like(h0)  # δ_{t+1} W_hᵀ, (N, H)
-    for t in range(T - 1, -1, -1):
-        # dJ/dh_t = ∂J/∂h_t + δ_{t+1} W_hᵀ ;  δ_t = dJ/dh_t ⊙ (1 − h_t²)
-        d = (dh[:, t] + carry) * (1 - h[:, t] * h[:, t])
-        delta[:, t] = d
-        carry = d @ W_h_T  # (N, H)
-    # the weight gradients sum over steps: one GEMM each over the flattened (N·T) rows
-    h_prev = torch.cat([h0[:, None], h[:, :-1]], dim=1)  # h_{t-1}, (N, T, H)
-    delta_flat = delta.reshape(N * T, H)
-    dW_x = x.reshape(N * T, D).T @ delta_flat  # Σ_t x_tᵀ δ_t, (D, H)
-    dW_h = h_prev.reshape(N * T, H).T @ delta_flat  # Σ_t h_{t-1}ᵀ δ_t, (H, H)
-    db = delta_flat.sum(0)  # (H,)
-    dx = (delta_flat @ W_x.T).reshape(N, T, D)  # (N, T, D)
-    return RNNGrads(dx, carry, dW_x, dW_h, db)
-
-
-# ---------------------------------------------------------------------------------------------
-# LSTM
-# ---------------------------------------------------------------------------------------------
-
-
-class LSTMCache(NamedTuple):
-    """What :func:`lstm_backward` needs from the forward pass (gates after activation)."""
-
-    x: Tensor  # (N, T, D)
-    h0: Tensor  # (N, H)
-    c0: Tensor  # (N, H)
-    W_x: Tensor  # (D, 4H)
-    W_h: Tensor  # (H, 4H)
-    gates: Tensor  # (N, T, 4H): i, f, g, o after σ / tanh
-    c: Tensor  # (N, T, H), c[:, t] = c_t
-    tanh_c: Tensor  # (N, T, H)
-    h: Tensor  # (N, T, H)
-
-
-class LSTMGrads(NamedTuple):
-    """Gradients of the loss with respect to the inputs of :func:`lstm_forward`."""
-
-    dx: Tensor  # (N, T, D)
-    dh0: Tensor  # (N, H)
-    dc0: Tensor  # (N, H)
-    dW_x: Tensor  # (D, 4H)
-    dW_h: Tensor  # (H, 4H)
-    db: Tensor  # (4H,)
-
-
-def lstm_forward(
-    x: Tensor, h0: Tensor, c0: Tensor, W_x: Tensor, W_h: Tensor, b: Tensor
-) -> tuple[Tensor, LSTMCache]:
-    """Run an LSTM (gate order i, f, g, o, as in :class:`torch.nn.LSTM`) over a batch.
-
-    Args:
-        x: inputs ``(N, T, D)``.
-        h0: initial hidden state ``(N, H)``.
-        c0: initial cell ``(N, H)``.
-        W_x: input weights ``(D, 4H)`` (``= weight_ih.T``).
-        W_h: recurrent weights ``(H, 4H)`` (``= weight_hh.T``).
-        b: bias ``(4H,)`` (``= bias_ih + bias_hh``).
-
-    Returns:
-        ``h (N, T, H)`` and the cache; the cells are ``cache.c (N, T, H)``.
+) -> tuple[Tensor, TanhRNNCache]:
+    r"""Run the tanh RNN over one sequence, in the book's column-vector notation.
 
     .. math::
 
-        \\mathbf{a} = \\mathbf{x}_t W_x + \\mathbf{h}_{t-1} W_h + \\mathbf{b}, \\quad
-        \\mathbf{c}_t = \\mathbf{f} \\odot \\mathbf{c}_{t-1} + \\mathbf{i} \\odot \\mathbf{g},
-        \\quad \\mathbf{h}_t = \\mathbf{o} \\odot \\tanh(\\mathbf{c}_t)
+        \mathbf{h}^{(t)} = \tanh\big(W_h \mathbf{h}^{(t-1)} + W_x \mathbf{x}^{(t)}
+        + \mathbf{b}\big), \qquad t = 1, \dots, T.
+
+    Args:
+        x: inputs, row ``t - 1`` is :math:`\mathbf{x}^{(t)}`.
+        h0: initial state :math:`\mathbf{h}^{(0)}`.
+        W_x: input weights.
+        W_h: recurrent weights.
+        b: bias.
+
+    Returns:
+        The states ``h``, row ``t - 1`` is :math:`\mathbf{h}^{(t)}` (``h0`` is not included),
+        and the cache for :func:`tanh_rnn_backward`. The forward pass is plain torch code,
+        so autograd can differentiate it too.
+
+    Shape:
+        ``x (T, D)``, ``h0 (H,)``, ``W_x (H, D)``, ``W_h (H, H)``, ``b (H,)`` → ``h (T, H)``.
     """
-    N, T, D, H = _check_inputs(x, h0, W_x, W_h, b, gates=4)
-    expect_tensor("c0", c0)
-    expect_shape("c0", c0, (N, H), "(N, H)")
-    expect_same_device_and_dtype(h0=h0, c0=c0)
-    xw = (x.reshape(N * T, D) @ W_x + b).reshape(N, T, 4 * H)
-    h, c = h0, c0
-    gates_all, cs, tanh_cs, hs = [], [], [], []
-    for t in range(T):
-        a = xw[:, t] + h @ W_h  # (N, 4H)
-        # i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
-        i = torch.sigmoid(a[:, :H])
-        f = torch.sigmoid(a[:, H : 2 * H])
-        g = torch.tanh(a[:, 2 * H : 3 * H])
-        o = torch.sigmoid(a[:, 3 * H :])
-        # c_t = f ⊙ c_{t-1} + i ⊙ g
-        c = f * c + i * g
-        tanh_c = torch.tanh(c)
-        # h_t = o ⊙ tanh(c_t)
-        h = o * tanh_c
-        gates_all.append(torch.cat([i, f, g, o], dim=1))
-        cs.append(c)
-        tanh_cs.append(tanh_c)
-        hs.append(h)
-    h_all = torch.stack(hs, dim=1)  # (N, T, H)
-    cache = LSTMCache(
-        x,
-        h0,
-        c0,
-        W_x,
-        W_h,
-        torch.stack(gates_all, dim=1),
-        torch.stack(cs, dim=1),
-        torch.stack(tanh_cs, dim=1),
-        h_all,
-    )
-    return h_all, cache
+    for name, value in (("x", x), ("h0", h0), ("W_x", W_x), ("W_h", W_h), ("b", b)):
+        expect_tensor(name, value)
+        expect_floating(name, value)
+    expect_shape("x", x, (None, None), "(T, D)")
+    T, D = x.shape
+    if T == 0:
+        raise ValueError("x must contain at least one time step, got T=0")
+    expect_shape("h0", h0, (None,), "(H,)")
+    H = h0.shape[0]
+    expect_shape("W_x", W_x, (H, D), "(H, D)")
+    expect_shape("W_h", W_h, (H, H), "(H, H)")
+    expect_shape("b", b, (H,), "(H,)")
+    expect_same_device_and_dtype(x=x, h0=h0, W_x=W_x, W_h=W_h, b=b)
+    h = h0
+    states = []
+    for t in range(1, T + 1):
+        # h^(t) = tanh(W_h h^(t-1) + W_x x^(t) + b)
+        h = torch.tanh(W_h @ h + W_x @ x[t - 1] + b)  # (H,)
+        states.append(h)
+    h_all = torch.stack(states)  # (T, H)
+    return h_all, TanhRNNCache(x, h0, W_x, W_h, h_all)
 
 
 @torch.no_grad()
-def lstm_backward(dh: Tensor, cache: LSTMCache, dc_last: Tensor | None = None) -> LSTMGrads:
-    """Backpropagate through an LSTM by the explicit recursion (no autograd).
+def tanh_rnn_backward(dh: Tensor, cache: TanhRNNCache) -> TanhRNNGrads:
+    r"""Backpropagate through the tanh RNN by the explicit recursion (no autograd).
 
     Args:
-        dh: partial derivatives ``∂J/∂h_t`` from outside the recurrence, ``(N, T, H)``.
-        cache: from :func:`lstm_forward`.
-        dc_last: ``∂J/∂c_{T-1}`` from outside (when the loss reads the final cell),
-            ``(N, H)``; zero when ``None``.
+        dh: the partial derivatives :math:`\partial \mathcal{L}^{(t)} / \partial
+            \mathbf{h}^{(t)}` that the loss terms hand over, row ``t - 1`` for step ``t``
+            (zero rows for steps without a loss term).
+        cache: from :func:`tanh_rnn_forward`.
 
     Returns:
-        :class:`LSTMGrads` ``(dx, dh0, dc0, dW_x (D, 4H), dW_h (H, 4H), db (4H,))``.
+        :class:`TanhRNNGrads`, the total derivatives with respect to ``x``, ``h0``,
+        ``W_x``, ``W_h`` and ``b``.
 
-    Notes:
-        The cell gradient has two sources at every step: the path through
-        ``h_t = o ⊙ tanh(c_t)`` and the path into ``c_{t+1} = f_{t+1} ⊙ c_t + …``. The latter
-        multiplies by ``f`` only, with no weight matrix and no squashing derivative: the
-        constant error carousel.
+    Shape:
+        ``dh (T, H)`` → ``dx (T, D)``, ``dh0 (H,)``, ``dW_x (H, D)``, ``dW_h (H, H)``,
+        ``db (H,)``.
     """
-    x, h0, c0, W_x, W_h, gates, c, tanh_c, h = (t.detach() for t in cache)
-    N, T, D = x.shape
-    H = h0.shape[1]
+    x, h0, W_x, W_h, h = (c.detach() for c in cache)
+    T, H = h.shape
     expect_tensor("dh", dh)
-    expect_shape("dh", dh, (N, T, H), "(N, T, H)")
+    expect_shape("dh", dh, (T, H), "(T, H)")
     expect_same_device_and_dtype(dh=dh, h=h)
-    dc_next = torch.zeros_like(c0)
-    if dc_last is not None:
-        expect_tensor("dc_last", dc_last)
-        expect_shape("dc_last", dc_last, (N, H), "(N, H)")
-        expect_same_device_and_dtype(dc_last=dc_last, h=h)
-        dc_next = dc_last.detach().clone()
-    da_all = torch.empty_like(gates)  # dJ/da_t, (N, T, 4H)
-    W_h_T = W_h.T
-    dh_next = torch.zeros_like(h0)  # the recurrent part of dJ/dh_t
-    for t in range(T - 1, -1, -1):
-        i, f, g, o = gates[:, t].split(H, dim=1)
-        c_prev = c0 if t == 0 else c[:, t - 1]
-        # dJ/dh_t (total) = ∂J/∂h_t + a_{t+1}-gradient W_hᵀ
-        dh_t = dh[:, t] + dh_next
-        # h_t = o ⊙ tanh(c_t)
-        do = dh_t * tanh_c[:, t]
-        # dJ/dc_t (total) = from h_t + from c_{t+1} (already multiplied by f_{t+1})
-        dc = dc_next + dh_t * o * (1 - tanh_c[:, t] * tanh_c[:, t])
-        # c_t = f ⊙ c_{t-1} + i ⊙ g
-        di = dc * g
-        dg = dc * i
-        df = dc * c_prev
-        dc_next = dc * f
-        # back through σ and tanh: σ' = σ(1 − σ), tanh' = 1 − tanh²
-        da = torch.cat([di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], 1)
-        da_all[:, t] = da
-        dh_next = da @ W_h_T  # (N, H)
-    h_prev = torch.cat([h0[:, None], h[:, :-1]], dim=1)  # (N, T, H)
-    da_flat = da_all.reshape(N * T, 4 * H)
-    dW_x = x.reshape(N * T, D).T @ da_flat  # (D, 4H)
-    dW_h = h_prev.reshape(N * T, H).T @ da_flat  # (H, 4H)
-    db = da_flat.sum(0)  # (4H,)
-    dx = (da_flat @ W_x.T).reshape(N, T, D)
-    return LSTMGrads(dx, dh_next, dc_next, dW_x, dW_h, db)
+    dx = torch.zeros_like(x)
+    dW_x, dW_h, db = torch.zeros_like(W_x), torch.zeros_like(W_h), torch.zeros_like(h0)
+    delta_next = torch.zeros_like(h0)  # δ^(T+1) = 0: nothing comes after the last step
+    for t in range(T, 0, -1):
+        h_t = h[t - 1]
+        h_prev = h[t - 2] if t > 1 else h0
+        # total derivative: h̄^(t) = ∂L^(t)/∂h^(t) + W_hᵀ δ^(t+1)
+        h_bar = dh[t - 1] + W_h.T @ delta_next
+        # through the tanh, whose slope is taken at the step's output: δ^(t) = (1 − h^(t)²) ⊙ h̄^(t)
+        delta = (1 - h_t * h_t) * h_bar
+        # every step adds its own term to the gradients of the shared parameters
+        dW_h += torch.outer(delta, h_prev)  # δ^(t) h^(t-1)ᵀ
+        dW_x += torch.outer(delta, x[t - 1])  # δ^(t) x^(t)ᵀ
+        db += delta
+        dx[t - 1] = W_x.T @ delta
+        delta_next = delta
+    dh0 = W_h.T @ delta_next  # dL/dh^(0) = W_hᵀ δ^(1)
+    return TanhRNNGrads(dx, dh0, dW_x, dW_h, db)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,22 +233,29 @@ def truncated_bptt(
 def truncated_gradient_norms(
     layer: nn.Module, x: Tensor, k: int, hx: State = None, *, upstream: Tensor | None = None
 ) -> Tensor:
-    """``‖∂J/∂h_t‖`` for every step when the graph is cut every ``k`` steps.
+    r"""The norm of :math:`d\mathcal{L}/d\mathbf{h}^{(t)}` at every step, graph cut every ``k``.
 
     The layer runs over the whole sequence with its state carried, but the state is
-    detached after steps ``k-1, 2k-1, …``; ``J = ⟨upstream, h_{T-1}⟩`` as in
-    :func:`rnn_course.gradient_flow.hidden_gradient_norms`. Steps before the last cut get
+    detached after steps ``t = k, 2k, …``; the loss is :math:`\mathcal{L} = \langle
+    \mathbf{u}, \mathbf{h}^{(T)} \rangle` for a fixed ``upstream`` :math:`\mathbf{u}`, as
+    in :func:`rnn_course.gradient_flow.hidden_gradient_norms`. Steps up to the last cut get
     a gradient of exactly zero.
 
     Args:
         layer: an ``RNN``/``LSTM``/``GRU`` layer (rnn_course or torch.nn), unidirectional.
-        x: inputs in the layer's layout, ``(N, T, D)`` if ``batch_first`` else ``(T, N, D)``.
+        x: inputs in the layer's layout.
         k: truncation length.
         hx: initial state as the layer takes it (default zeros).
-        upstream: ``∂J/∂h_{T-1}``, ``(N, H)``; default ``ones / √(N·H)``.
+        upstream: :math:`\mathbf{u} = d\mathcal{L}/d\mathbf{h}^{(T)}`; default
+            ``ones / √(N·H)``.
 
     Returns:
-        norms ``(T,)``: Frobenius norms over the batch.
+        ``norms``, where ``norms[t - 1]`` is the Frobenius norm over the batch of
+        :math:`d\mathcal{L}/d\mathbf{h}^{(t)}`.
+
+    Shape:
+        ``x (N, T, D)`` if ``layer.batch_first`` else ``(T, N, D)``; ``upstream (N, H)``;
+        ``norms (T,)``.
     """
     expect_positive_int("k", k)
     return _stepwise_hidden_gradient_norms(layer, x, hx, upstream, cut_every=k)

@@ -5,76 +5,45 @@ from __future__ import annotations
 import pytest
 import torch
 
+import rnn_course.bptt
 from rnn_course.bptt import (
     detach_state,
-    lstm_backward,
-    lstm_forward,
     tanh_rnn_backward,
     tanh_rnn_forward,
     truncated_bptt,
     truncated_gradient_norms,
 )
 
-SHAPES = [(1, 1, 1, 1), (2, 5, 3, 4), (3, 7, 1, 6), (4, 3, 5, 2)]  # N, T, D, H
+SHAPES = [(1, 1, 1), (5, 3, 4), (7, 1, 6), (3, 5, 2)]  # T, D, H
 
 
-def rnn_inputs(N: int, T: int, D: int, H: int, seed: int, device) -> list[torch.Tensor]:
+def rnn_inputs(T: int, D: int, H: int, seed: int, device) -> list[torch.Tensor]:
+    """x (T, D), h0 (H,), W_x (H, D), W_h (H, H), b (H,) in float64, requiring gradients."""
     gen = torch.Generator().manual_seed(seed)
 
     def r(*shape: int, scale: float = 1.0) -> torch.Tensor:
         t = scale * torch.randn(*shape, generator=gen, dtype=torch.float64)
         return t.to(device).requires_grad_()
 
-    return [r(N, T, D), r(N, H), r(D, H, scale=0.7), r(H, H, scale=0.7), r(H, scale=0.3)]
-
-
-def lstm_inputs(N: int, T: int, D: int, H: int, seed: int, device) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-
-    def r(*shape: int, scale: float = 1.0) -> torch.Tensor:
-        t = scale * torch.randn(*shape, generator=gen, dtype=torch.float64)
-        return t.to(device).requires_grad_()
-
-    return [
-        r(N, T, D),
-        r(N, H),
-        r(N, H),
-        r(D, 4 * H, scale=0.6),
-        r(H, 4 * H, scale=0.6),
-        r(4 * H, scale=0.3),
-    ]
-
-
-def reference_rnn(x, h0, W_x, W_h, b) -> torch.Tensor:
-    """The recursion written independently, one step at a time."""
-    h, out = h0, []
-    for t in range(x.shape[1]):
-        h = torch.tanh(x[:, t] @ W_x + h @ W_h + b)
-        out.append(h)
-    return torch.stack(out, 1)
+    return [r(T, D), r(H), r(H, D, scale=0.7), r(H, H, scale=0.7), r(H, scale=0.3)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_tanh_rnn_forward_matches_recursion(shape, device) -> None:
-    inputs = rnn_inputs(*shape, seed=0, device=device)
-    h, cache = tanh_rnn_forward(*inputs)
-    assert h.shape == (shape[0], shape[1], shape[3])
-    torch.testing.assert_close(h, reference_rnn(*inputs), rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(cache.h, h)
-
-
-def test_tanh_rnn_forward_matches_torch_rnn(device) -> None:
-    N, T, D, H = 3, 6, 4, 5
-    x, h0, W_x, W_h, b = rnn_inputs(N, T, D, H, seed=1, device=device)
-    layer = torch.nn.RNN(D, H, batch_first=True).double().to(device)
+def test_tanh_rnn_forward_matches_torch_rnn(shape, device) -> None:
+    """Column vectors: W_x and W_h are torch.nn's weight_ih_l0 and weight_hh_l0 as they are."""
+    T, D, H = shape
+    x, h0, W_x, W_h, b = rnn_inputs(T, D, H, seed=1, device=device)
+    layer = torch.nn.RNN(D, H).double().to(device)
     with torch.no_grad():
-        layer.weight_ih_l0.copy_(W_x.T)
-        layer.weight_hh_l0.copy_(W_h.T)
+        layer.weight_ih_l0.copy_(W_x)
+        layer.weight_hh_l0.copy_(W_h)
         layer.bias_ih_l0.copy_(b)
         layer.bias_hh_l0.zero_()
-    expected, _ = layer(x, h0[None])
-    h, _ = tanh_rnn_forward(x, h0, W_x, W_h, b)
-    torch.testing.assert_close(h, expected, rtol=1e-12, atol=1e-12)
+    expected, _ = layer(x[:, None], h0[None, None])  # time-major, batch of one
+    h, cache = tanh_rnn_forward(x, h0, W_x, W_h, b)
+    assert h.shape == (T, H)
+    torch.testing.assert_close(h, expected[:, 0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(cache.h, h)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -93,23 +62,23 @@ def test_tanh_rnn_backward_matches_autograd(shape, device) -> None:
 
 
 def test_tanh_rnn_backward_only_last_step(device) -> None:
-    """With a gradient only at the end, everything comes through the recurrence."""
-    inputs = rnn_inputs(2, 6, 3, 4, seed=4, device=device)
+    """With a loss on the last state only, everything comes through the recurrence."""
+    inputs = rnn_inputs(6, 3, 4, seed=4, device=device)
     h, cache = tanh_rnn_forward(*inputs)
     dh = torch.zeros_like(h)
-    dh[:, -1] = 1.0
-    expected = torch.autograd.grad(h[:, -1].sum(), inputs)
+    dh[-1] = 1.0
+    expected = torch.autograd.grad(h[-1].sum(), inputs)
     for ours, theirs in zip(tanh_rnn_backward(dh, cache), expected, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
 
 
 def test_tanh_rnn_finite_differences() -> None:
     """Centered differences on a tiny case agree with the manual gradient of every input."""
-    inputs = [t.detach() for t in rnn_inputs(2, 3, 2, 2, seed=5, device="cpu")]
+    inputs = [t.detach() for t in rnn_inputs(3, 2, 2, seed=5, device="cpu")]
     gen = torch.Generator().manual_seed(6)
-    dh = torch.randn(2, 3, 2, generator=gen, dtype=torch.float64)
+    dh = torch.randn(3, 2, generator=gen, dtype=torch.float64)
 
-    def J(*args: torch.Tensor) -> float:
+    def loss(*args: torch.Tensor) -> float:
         return (tanh_rnn_forward(*args)[0] * dh).sum().item()
 
     _, cache = tanh_rnn_forward(*inputs)
@@ -122,88 +91,35 @@ def test_tanh_rnn_finite_differences() -> None:
             minus = [t.clone() for t in inputs]
             plus[k].view(-1)[idx] += eps
             minus[k].view(-1)[idx] -= eps
-            numeric.view(-1)[idx] = (J(*plus) - J(*minus)) / (2 * eps)
+            numeric.view(-1)[idx] = (loss(*plus) - loss(*minus)) / (2 * eps)
         torch.testing.assert_close(grad, numeric, rtol=1e-7, atol=1e-8)
 
 
-def test_lstm_forward_matches_torch_lstm(device) -> None:
-    N, T, D, H = 3, 5, 4, 3
-    x, h0, c0, W_x, W_h, b = lstm_inputs(N, T, D, H, seed=7, device=device)
-    layer = torch.nn.LSTM(D, H, batch_first=True).double().to(device)
-    with torch.no_grad():
-        layer.weight_ih_l0.copy_(W_x.T)
-        layer.weight_hh_l0.copy_(W_h.T)
-        layer.bias_ih_l0.copy_(b)
-        layer.bias_hh_l0.zero_()
-    expected, (_, c_n) = layer(x, (h0[None], c0[None]))
-    h, cache = lstm_forward(x, h0, c0, W_x, W_h, b)
-    torch.testing.assert_close(h, expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(cache.c[:, -1], c_n[0], rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("with_dc_last", [False, True])
-def test_lstm_backward_matches_autograd(shape, with_dc_last: bool, device) -> None:
-    inputs = lstm_inputs(*shape, seed=8, device=device)
-    h, cache = lstm_forward(*inputs)
-    gen = torch.Generator().manual_seed(9)
-    dh = torch.randn(h.shape, generator=gen, dtype=torch.float64).to(device)
-    dc_last = None
-    outputs, grad_outputs = [h], [dh]
-    if with_dc_last:
-        dc_last = torch.randn(h.shape[0], h.shape[2], generator=gen, dtype=torch.float64)
-        dc_last = dc_last.to(device)
-        outputs.append(cache.c[:, -1])
-        grad_outputs.append(dc_last)
-    expected = torch.autograd.grad(outputs, inputs, grad_outputs)
-    grads = lstm_backward(dh, cache, dc_last)
-    assert list(grads._fields) == ["dx", "dh0", "dc0", "dW_x", "dW_h", "db"]
-    for ours, theirs, inp in zip(grads, expected, inputs, strict=True):
-        assert ours.shape == inp.shape
-        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
-
-
-def test_lstm_finite_differences() -> None:
-    inputs = [t.detach() for t in lstm_inputs(1, 3, 2, 2, seed=10, device="cpu")]
-    gen = torch.Generator().manual_seed(11)
-    dh = torch.randn(1, 3, 2, generator=gen, dtype=torch.float64)
-
-    def J(*args: torch.Tensor) -> float:
-        return (lstm_forward(*args)[0] * dh).sum().item()
-
-    _, cache = lstm_forward(*inputs)
-    grads = lstm_backward(dh, cache)
-    eps = 1e-6
-    for k, grad in enumerate(grads):
-        numeric = torch.zeros_like(grad)
-        for idx in range(grad.numel()):
-            plus = [t.clone() for t in inputs]
-            minus = [t.clone() for t in inputs]
-            plus[k].view(-1)[idx] += eps
-            minus[k].view(-1)[idx] -= eps
-            numeric.view(-1)[idx] = (J(*plus) - J(*minus)) / (2 * eps)
-        torch.testing.assert_close(grad, numeric, rtol=1e-7, atol=1e-8)
+def test_no_assignment_layout_cells() -> None:
+    """The reader package carries no batch-first LSTM forward or backward pass."""
+    assert not hasattr(rnn_course.bptt, "lstm_forward")
+    assert not hasattr(rnn_course.bptt, "lstm_backward")
 
 
 def test_forward_validation() -> None:
-    x, h0, W_x, W_h, b = (t.detach() for t in rnn_inputs(2, 3, 4, 5, seed=12, device="cpu"))
-    with pytest.raises(ValueError, match=r"W_x must have shape \(D, H\) = \(4, 5\), got \(5, 5\)"):
+    x, h0, W_x, W_h, b = (t.detach() for t in rnn_inputs(3, 4, 5, seed=12, device="cpu"))
+    with pytest.raises(ValueError, match=r"W_x must have shape \(H, D\) = \(5, 4\), got \(5, 5\)"):
         tanh_rnn_forward(x, h0, W_h, W_h, b)
-    with pytest.raises(ValueError, match=r"x must have shape \(N, T, D\)"):
-        tanh_rnn_forward(x[0], h0, W_x, W_h, b)
-    with pytest.raises(ValueError, match=r"h0 must have shape \(N, H\)"):
-        tanh_rnn_forward(x, h0[:1], W_x, W_h, b)
+    with pytest.raises(ValueError, match=r"x must have shape \(T, D\)"):
+        tanh_rnn_forward(x[None], h0, W_x, W_h, b)
+    with pytest.raises(ValueError, match=r"h0 must have shape \(H,\)"):
+        tanh_rnn_forward(x, h0[None], W_x, W_h, b)
     with pytest.raises(TypeError, match=r"b has dtype torch\.float32"):
         tanh_rnn_forward(x, h0, W_x, W_h, b.float())
     with pytest.raises(TypeError, match=r"W_h must be a torch\.Tensor, got list"):
         tanh_rnn_forward(x, h0, W_x, W_h.tolist(), b)
     with pytest.raises(TypeError, match="floating-point"):
         tanh_rnn_forward(x.long(), h0, W_x, W_h, b)
+    with pytest.raises(ValueError, match="at least one time step"):
+        tanh_rnn_forward(x[:0], h0, W_x, W_h, b)
     _, cache = tanh_rnn_forward(x, h0, W_x, W_h, b)
-    with pytest.raises(ValueError, match=r"dh must have shape \(N, T, H\)"):
-        tanh_rnn_backward(torch.zeros(2, 3, 4, dtype=torch.float64), cache)
-    with pytest.raises(ValueError, match=r"W_h must have shape \(H, 4H\)"):
-        lstm_forward(x, h0, h0, torch.zeros(4, 20, dtype=torch.float64), W_h, torch.zeros(20))
+    with pytest.raises(ValueError, match=r"dh must have shape \(T, H\)"):
+        tanh_rnn_backward(torch.zeros(3, 4, dtype=torch.float64), cache)
 
 
 # ---------------------------------------------------------------------------------------------
