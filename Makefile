@@ -12,14 +12,15 @@ A ?= rnn_bptt
 ASSIGNMENTS := rnn_bptt gated_cells deep_birnn
 DEBIAN_PACKAGES := chromium bubblewrap
 
-.PHONY: help venv book test lint bench release collect autograde feedback grades grade system-deps clean
+.PHONY: help venv book test lint bench release secret collect autograde feedback grades grade system-deps clean
 
 help:
 	@echo "make book        build the textbook into _build/html"
 	@echo "make test        run the whole test suite (book build, nbgrader, browser)"
 	@echo "make lint        ruff over the package and the tests"
 	@echo "make bench       benchmark the layers against torch.nn"
-	@echo "make release     regenerate the student notebooks in assignments/"
+	@echo "make release     regenerate the student notebooks and their self-check data in assignments/"
+	@echo "make secret      create this course's secret (.course-secret), once, before grading"
 	@echo "make collect     A=<assignment>: import an LMS zip download (nbgrader zip_collect)"
 	@echo "make autograde   A=<assignment>: autograde every submission"
 	@echo "make feedback    A=<assignment>: generate HTML feedback"
@@ -28,11 +29,11 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml grader/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps -e . -e grader
 	touch $@
 
 book: venv
@@ -42,14 +43,18 @@ test: venv system-deps
 	$(PY) -m pytest
 
 lint: venv
-	$(VENV)/bin/ruff check rnn_course tests
-	$(VENV)/bin/ruff format --check rnn_course tests
+	$(VENV)/bin/ruff check rnn_course grader tests
+	$(VENV)/bin/ruff format --check rnn_course grader tests
 
 bench: venv
 	$(PY) -m rnn_course.bench
 
 release: venv
 	for a in $(ASSIGNMENTS); do nbgrader generate_assignment "$$a" --force || exit 1; done
+	$(PY) -m rnn_grader.release $(ASSIGNMENTS)
+
+secret: venv
+	$(VENV)/bin/rnn-course secret
 
 collect: venv
 	nbgrader zip_collect $(A) --force

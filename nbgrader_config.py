@@ -97,6 +97,6 @@ c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
 # torch nor rnn_course can be imported; expected values and comparisons stay in this
 # process (see the book's "Trusted grading" page). Grading refuses to run where bubblewrap
 # does not work, unless `c.TrustedExecute.unsafe_no_sandbox = True` is set here.
-from rnn_course.autograde import configure  # noqa: E402
+from rnn_grader.autograde import configure  # noqa: E402
 
 configure(c)

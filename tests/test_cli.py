@@ -42,7 +42,7 @@ def _course(root: Path) -> Path:
 
 
 def _grade(root: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "rnn_course.cli", "grade", tc.ASSIGNMENT, "--no-progress", *args]
+    cmd = [sys.executable, "-m", "rnn_grader.cli", "grade", tc.ASSIGNMENT, "--no-progress", *args]
     return subprocess.run(
         cmd, cwd=root, env=tc.env(), capture_output=True, text=True, timeout=600, check=False
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnn_course.autograde import protocol, sandbox
-from rnn_course.autograde.sandbox import SandboxLimits, run_sandbox
+from rnn_grader.autograde import protocol, sandbox
+from rnn_grader.autograde.sandbox import SandboxLimits, run_sandbox
 
 FIXTURES = Path(__file__).parent / "fixtures" / "attacks"
 DRIVERS = FIXTURES / "toygrading" / "drivers.py"

@@ -145,7 +145,7 @@ def test_feedback_shows_messages_but_no_hidden_test_code(courses, student):
 def test_course_assignment_correct_full_marks_blank_zero(tmp_path, repo_root, assignment):
     from nbgrader.api import Gradebook
 
-    from rnn_course.autograde import bench
+    from rnn_grader.autograde import bench
 
     root = bench.make_course(repo_root, tmp_path / "course", assignment, trusted=True)
     bench.submissions(root, assignment, 2)  # s000_correct, s001_blank

@@ -1,4 +1,7 @@
-"""The ``rnn-course`` command line.
+"""The ``rnn-course`` command line (instructor side).
+
+``rnn-course secret [--force]``, once per course: creates the course secret from which
+hidden cases are drawn (``.course-secret`` in the course root, ignored by git).
 
 ``rnn-course grade <assignment> [--jobs N] [--students GLOB] [--scheduler ADDRESS]
 [--unsafe-no-sandbox]``, run in the course root: trusted parallel autograding with a
@@ -16,6 +19,9 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnn-course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("secret", help="create the course secret (once per course)")
+    s.add_argument("--course-dir", default=".", help="course root (default: current directory)")
+    s.add_argument("--force", action="store_true", help="replace an existing secret")
     g = sub.add_parser("grade", help="autograde an assignment in sandboxes, in parallel")
     g.add_argument("assignment")
     g.add_argument(
@@ -45,16 +51,33 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rnn-course`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     root = Path(args.course_dir).resolve()
+    if args.command == "secret":
+        from rnn_grader.secret import create
+
+        try:
+            path = create(root, force=args.force)
+        except FileExistsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {path}: keep it private and out of version control (git ignores it)")
+        return 0
     if args.jobs < 1:
         print(f"--jobs must be a positive integer, got {args.jobs}", file=sys.stderr)
         return 2
     if not (root / "nbgrader_config.py").is_file():
         print(f"no nbgrader_config.py in {root}: run this in the course root", file=sys.stderr)
         return 2
-    from rnn_course.autograde.report import status_table, write_report
-    from rnn_course.autograde.runner import grade
-    from rnn_course.autograde.sandbox import SandboxUnavailable
+    from rnn_grader.autograde.report import status_table, write_report
+    from rnn_grader.autograde.runner import grade
+    from rnn_grader.autograde.sandbox import SandboxUnavailable
+    from rnn_grader.secret import MissingSecret
+    from rnn_grader.secret import load as load_secret
 
+    try:
+        load_secret(root)
+    except MissingSecret as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     try:
         results = grade(
             root,

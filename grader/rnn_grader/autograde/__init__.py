@@ -2,8 +2,8 @@
 
 ``configure(c)`` installs the back end into an nbgrader config object (in
 ``nbgrader_config.py``): it replaces nbgrader's ``Execute`` by
-:class:`~rnn_course.autograde.preprocessor.TrustedExecute`, keeps every other
-preprocessor, puts :class:`~rnn_course.autograde.sanitize.GradebookCells` first in the
+:class:`~rnn_grader.autograde.preprocessor.TrustedExecute`, keeps every other
+preprocessor, puts :class:`~rnn_grader.autograde.sanitize.GradebookCells` first in the
 sanitize pass and turns on ``OverwriteCells.add_missing_cells``.
 """
 
@@ -24,8 +24,8 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
     from nbgrader.converters.autograde import Autograde
     from nbgrader.preprocessors import Execute
 
-    from rnn_course.autograde.preprocessor import TrustedExecute
-    from rnn_course.autograde.sanitize import GradebookCells
+    from rnn_grader.autograde.preprocessor import TrustedExecute
+    from rnn_grader.autograde.sanitize import GradebookCells
 
     if "Autograde" in c and "autograde_preprocessors" in c.Autograde:
         current = list(c.Autograde.autograde_preprocessors)

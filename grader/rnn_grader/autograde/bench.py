@@ -1,6 +1,6 @@
 """Benchmark: trusted grading (1 and 2 jobs) against stock in-kernel ``nbgrader autograde``.
 
-``python -m rnn_course.autograde.bench [--submissions M] [--assignment A]`` copies the
+``python -m rnn_grader.autograde.bench [--submissions M] [--assignment A]`` copies the
 course (``nbgrader_config.py``, source and release folders) into a temporary directory,
 creates M synthetic submissions (a third correct, a third blank, a third with one answer
 broken), grades them with the trusted back end serially and with two jobs, then with stock
@@ -49,7 +49,7 @@ def make_course(course: Path, dest: Path, assignment: str, *, trusted: bool) -> 
         "c.Autograde.sanitize_preprocessors = Autograde.sanitize_preprocessors.default()",
     ]
     if trusted:
-        lines += ["from rnn_course.autograde import configure", "configure(c)"]
+        lines += ["from rnn_grader.autograde import configure", "configure(c)"]
     (dest / "nbgrader_config.py").write_text("\n".join(lines) + "\n")
     _nbgrader(dest, "generate_assignment", assignment, "--force")
     del release
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--course-dir", default=".")
     parser.add_argument("--skip-stock", action="store_true", help="only the trusted back end")
     args = parser.parse_args(argv)
-    from rnn_course.autograde.runner import grade
+    from rnn_grader.autograde.runner import grade
 
     course = Path(args.course_dir).resolve()
     m, a = args.submissions, args.assignment

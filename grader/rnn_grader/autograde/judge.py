@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rnn_course.autograde.sandbox import CheckResult
-from rnn_course.autograde.suite import GradingSuite
+from rnn_grader.autograde.sandbox import CheckResult
+from rnn_grader.autograde.suite import GradingSuite
 
 
 @dataclass(frozen=True)

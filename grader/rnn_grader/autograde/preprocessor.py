@@ -5,7 +5,7 @@ Instead of running the notebook in a kernel with the grader's permissions, it
 1. reads from the gradebook (never from the student's copy) which cells are answers,
    which are tests and which are read-only setup cells;
 2. sends the student's answer cells and the inputs of every test to a sandboxed worker
-   (:mod:`rnn_course.autograde.sandbox`), which returns only outputs;
+   (:mod:`rnn_grader.autograde.sandbox`), which returns only outputs;
 3. compares those outputs here with expected values computed once per process;
 4. writes each test cell's outputs (a stdout line, or an ``error`` output) so that
    nbgrader's ``SaveAutoGrades`` scores it as usual, and replaces the test cell's source
@@ -25,9 +25,10 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Int, Unicode
 
-from rnn_course.autograde.judge import Verdict, judge
-from rnn_course.autograde.sandbox import SandboxLimits, SandboxReport, run_sandbox
-from rnn_course.autograde.suite import load_suite
+from rnn_grader.autograde.judge import Verdict, judge
+from rnn_grader.autograde.sandbox import SandboxLimits, SandboxReport, run_sandbox
+from rnn_grader.autograde.suite import GradingSuite, load_suite
+from rnn_grader.secret import load as load_secret
 
 #: Sandbox reports computed elsewhere (e.g. on Dask workers), keyed by
 #: (student, assignment, notebook); the preprocessor uses and removes them.
@@ -137,15 +138,15 @@ def set_test_outputs(cell: NotebookNode, verdict: Verdict, source: str) -> None:
 
 
 def sandbox_request(
-    nb: NotebookNode, layout: Layout, package: str
-) -> tuple[list[dict[str, str]], list[tuple[str, list[dict[str, Any]]]], dict[str, str]]:
+    nb: NotebookNode, layout: Layout, suite: GradingSuite
+) -> tuple[list[dict[str, str]], list[dict[str, Any]], dict[str, str]]:
     """Cells and checks to send to the worker; checks the suite does not know are refused."""
-    suite = load_suite(package)
     checks, unknown = [], {}
     for gid in layout.tests:
         name = check_name(gid)
         try:
-            checks.append((name, [c.inputs for c in suite.cases(name)]))
+            cases = [c.inputs for c in suite.cases(name)]
+            checks.append({"name": name, "call": suite.call(name), "cases": cases})
         except Exception as exc:  # an unknown name or a broken case generator
             unknown[name] = f"{type(exc).__name__}: {exc}"
     return answer_cells(nb, layout), checks, unknown
@@ -155,7 +156,10 @@ class TrustedExecute(NbGraderPreprocessor):
     """Grade test cells with a sandboxed worker instead of executing the notebook."""
 
     grading_package = Unicode(
-        "rnn_course.grading", help="Package with cases, expected, compare and drivers."
+        "rnn_grader.checks", help="Module with cases, expected, compare, call and the driver."
+    ).tag(config=True)
+    course_root = Unicode(
+        "", help="Where the course secret file lives (default: CourseDirectory.root or '.')."
     ).tag(config=True)
     check_timeout = Float(10.0, help="Wall seconds for one check (all its cases).").tag(config=True)
     notebook_timeout = Float(120.0, help="Wall seconds for everything a notebook runs.").tag(
@@ -180,12 +184,17 @@ class TrustedExecute(NbGraderPreprocessor):
             max_output_bytes=self.max_output_bytes,
         )
 
+    def suite(self) -> GradingSuite:
+        """The grading suite for this course's secret (``MissingSecret`` without one)."""
+        root = self.course_root or self.config.get("CourseDirectory", {}).get("root", "") or "."
+        return load_suite(self.grading_package, load_secret(root))
+
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         info = resources["nbgrader"]
         key = (info["student"], info["assignment"], info["notebook"])
         layout = gradebook_layout(info["db_url"], info["assignment"], info["notebook"])
-        suite = load_suite(self.grading_package)
-        cells, checks, unknown = sandbox_request(nb, layout, self.grading_package)
+        suite = self.suite()
+        cells, checks, unknown = sandbox_request(nb, layout, suite)
         report = PRECOMPUTED.pop(key, None)
         if report is None:
             report = run_sandbox(

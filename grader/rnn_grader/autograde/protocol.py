@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from rnn_course.autograde import worker
+from rnn_grader.autograde import worker
 
 MAGIC = b"RNNG"
 #: Largest payload the reader accepts; larger frames are a protocol error.

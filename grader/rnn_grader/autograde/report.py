@@ -6,7 +6,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from rnn_course.autograde.runner import StudentResult
+from rnn_grader.autograde.runner import StudentResult
 
 STATUSES = ("ok", "partial", "failed", "timed out", "invalid notebook")
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import nbformat
 
-from rnn_course.autograde import preprocessor as pp
-from rnn_course.autograde.sandbox import SandboxLimits, SandboxReport, ensure_sandbox, run_sandbox
+from rnn_grader.autograde import preprocessor as pp
+from rnn_grader.autograde.sandbox import SandboxLimits, SandboxReport, ensure_sandbox, run_sandbox
 
 RETRIES = 3
 
@@ -51,8 +51,8 @@ def load_config(root: Path, *, unsafe: bool = False) -> Any:
     """The course's ``nbgrader_config.py`` with the trusted back end guaranteed in place."""
     from traitlets.config.loader import PyFileConfigLoader
 
-    from rnn_course.autograde import configure
-    from rnn_course.autograde.preprocessor import TrustedExecute
+    from rnn_grader.autograde import configure
+    from rnn_grader.autograde.preprocessor import TrustedExecute
 
     c = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     c.CourseDirectory.root = str(root)
@@ -135,7 +135,7 @@ def autograde_student(root: str, assignment: str, student: str, unsafe: bool) ->
 
 def remote_sandbox(
     cells: list[dict[str, str]],
-    checks: list[tuple[str, list[dict[str, Any]]]],
+    checks: list[dict[str, Any]],
     drivers_source: str,
     limits: SandboxLimits,
     unsafe: bool,
@@ -181,7 +181,7 @@ def warm_up(root: Path, assignment: str, unsafe: bool) -> None:
 
     api = _api(root.resolve(), unsafe)
     te = pp.TrustedExecute(config=api.config)
-    suite = pp.load_suite(te.grading_package)
+    suite = te.suite()
     with Gradebook(api.coursedir.db_url) as gb:
         names = [nb.name for nb in gb.find_assignment(assignment).notebooks]
     for name in names:
@@ -224,7 +224,7 @@ def _grade_dask(root, assignment, ids, scheduler, unsafe, progress) -> dict[str,
     api = _api(root.resolve(), unsafe)
     c = api.config
     te = pp.TrustedExecute(config=c)
-    suite = pp.load_suite(te.grading_package)
+    suite = te.suite()
     drivers_source = suite.drivers_path.read_text()
     db_url = api.coursedir.db_url
     with Client(scheduler) as client:
@@ -236,7 +236,7 @@ def _grade_dask(root, assignment, ids, scheduler, unsafe, progress) -> dict[str,
                     layout = pp.gradebook_layout(db_url, assignment, path.stem)
                 except Exception:
                     continue  # nbgrader reports the invalid notebook below
-                cells, checks, _ = pp.sandbox_request(nb, layout, te.grading_package)
+                cells, checks, _ = pp.sandbox_request(nb, layout, suite)
                 fut = client.submit(
                     remote_sandbox, cells, checks, drivers_source, te.limits(), unsafe, pure=False
                 )

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from rnn_course.autograde.protocol import FrameReader, ProtocolError, encode
+from rnn_grader.autograde.protocol import FrameReader, ProtocolError, encode
 
 BWRAP = "/usr/bin/bwrap"
 WORKER_PATH = Path(__file__).with_name("worker.py")
@@ -275,13 +275,16 @@ class _Run:
 
 def run_sandbox(
     cells: list[dict[str, str]],
-    checks: list[tuple[str, list[dict[str, Any]]]],
+    checks: list[dict[str, Any]],
     drivers: Path,
     *,
     limits: SandboxLimits | None = None,
     unsafe: bool = False,
 ) -> SandboxReport:
-    """Run the answer ``cells`` then every ``(name, cases)`` check in sandboxed workers.
+    """Run the answer ``cells`` then every check in sandboxed workers.
+
+    A check is ``{"name", "call", "cases"}``: the worker passes ``call`` and each case to
+    the driver's ``run``.
 
     A check that times out, crashes the worker, floods output or sends a malformed
     message fails alone: the worker is killed and a fresh one continues with the next
@@ -299,15 +302,15 @@ def run_sandbox(
             cells, pending, drivers, limits, unsafe, deadline, report
         )
         report.runs += 1
-        done = [name for name, _ in pending if name in report.checks]
-        pending = [(n, c) for n, c in pending if n not in report.checks]
+        done = [c["name"] for c in pending if c["name"] in report.checks]
+        pending = [c for c in pending if c["name"] not in report.checks]
         if not pending:
             break
         if failure is None:  # the worker said "done" but skipped checks: a forgery
             failure, ename = "the worker ended without running this check", "RuntimeError"
         if not progressed or not done or time.monotonic() >= deadline:
-            for name, _ in pending:
-                report.checks[name] = CheckResult(name, failure=failure, ename=ename)
+            for c in pending:
+                report.checks[c["name"]] = CheckResult(c["name"], failure=failure, ename=ename)
             break
     report.seconds = time.monotonic() - t0
     return report
@@ -315,7 +318,7 @@ def run_sandbox(
 
 def _one_run(
     cells: list[dict[str, str]],
-    pending: list[tuple[str, list[dict[str, Any]]]],
+    pending: list[dict[str, Any]],
     drivers: Path,
     limits: SandboxLimits,
     unsafe: bool,
@@ -342,7 +345,7 @@ def _one_run(
     else:
         i = cmd.index("--clearenv") + 1
         cmd[i:i] = ["--setenv", "RNNG_LIMITS", limit_json]
-    request = encode({"cells": cells, "checks": [{"name": n, "cases": c} for n, c in pending]})
+    request = encode({"cells": cells, "checks": pending})
     run = _Run(cmd, cmd_env, limits)
     sel = selectors.DefaultSelector()
     try:
@@ -363,8 +366,8 @@ def _drive(run, sel, request, pending, limits, deadline, report):
         os.set_blocking(pipe.fileno(), False)
         sel.register(pipe, selectors.EVENT_READ)
     reader = FrameReader(limits.max_message_bytes)
-    names = [n for n, _ in pending]
-    ncases = {n: len(c) for n, c in pending}
+    names = [c["name"] for c in pending]
+    ncases = {c["name"]: len(c["cases"]) for c in pending}
     position = 0  # index in names of the next check to start
     current: CheckResult | None = None
     phase_end = min(deadline, time.monotonic() + limits.check_timeout)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from rnn_course.autograde.preprocessor import gradebook_cell_names
+from rnn_grader.autograde.preprocessor import gradebook_cell_names
 
 
 class GradebookCells(NbGraderPreprocessor):

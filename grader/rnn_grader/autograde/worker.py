@@ -3,10 +3,11 @@
 Self-contained on purpose (standard library and NumPy only, no imports from this package):
 the sandbox mounts this file, the grading drivers and NumPy, and nothing else. It never
 sees expected values and never compares anything; it only returns what the student's
-functions computed, as plain data, in the frame format of ``rnn_course.autograde.protocol``.
+functions computed, as plain data, in the frame format of ``rnn_grader.autograde.protocol``.
 
 Usage: ``python -S -E -s worker.py SITE_DIR DRIVERS_PY``. Input (stdin, one frame):
-``{"cells": [{"id", "source", "kind"}], "checks": [{"name", "cases"}]}``. Output (a
+``{"cells": [{"id", "source", "kind"}], "checks": [{"name", "call", "cases"}]}``; the
+driver's ``run(call, namespace, case)`` calls the student's functions. Output (a
 private copy of fd 1), one frame per event:
 ``ready``, ``cell`` (per answer cell), ``start`` / ``case`` / ``end`` (per check), ``done``.
 Everything the student prints goes to fd 2, which the grader reads and caps.
@@ -207,10 +208,11 @@ def main() -> None:
     spec.loader.exec_module(drivers)
     for check in request["checks"]:
         name = check["name"]
+        call = check.get("call", name)
         send({"kind": "start", "check": name})
         for index, case in enumerate(check["cases"]):
             try:
-                outputs = drivers.run(name, namespace, case)
+                outputs = drivers.run(call, namespace, case)
                 message = {"kind": "case", "check": name, "index": index, "outputs": outputs}
             except BaseException as exc:
                 message = {

@@ -1,44 +1,18 @@
-"""Inputs of every check: a few fixed public cases and more randomized hidden ones.
+"""Inputs of every check: small public cases, randomized hidden ones and costly ones.
 
 Plain data only (NumPy float64 arrays, floats, ints, bools, lists and dicts of those), so
-that a case can cross into a process where neither torch nor ``rnn_course`` exists. Every
-generator is seeded by the check's name and visibility, which makes grading reproducible.
+that a case can cross into a process where neither torch nor ``rnn_course`` exists. The
+generators take a seeded ``numpy.random.Generator``; :mod:`rnn_grader.checks.registry`
+seeds public cases by the check's name and hidden cases by the course secret.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 Case = dict[str, Any]
-
-#: Checks of each assignment, in notebook order.
-ASSIGNMENTS: dict[str, tuple[str, ...]] = {
-    "rnn_bptt": (
-        "rnn_step_forward",
-        "rnn_step_backward",
-        "rnn_forward",
-        "rnn_backward",
-        "grad_norms_through_time",
-        "clip_grad_norm",
-    ),
-    "gated_cells": (
-        "sigmoid",
-        "lstm_step_forward",
-        "lstm_step_backward",
-        "lstm_forward",
-        "lstm_backward",
-        "gru_step_forward",
-        "gru_step_backward",
-    ),
-    "deep_birnn": ("birnn_forward", "stacked_rnn_forward", "highway_forward"),
-}
-NAMES: tuple[str, ...] = tuple(n for names in ASSIGNMENTS.values() for n in names)
-
-N_PUBLIC, N_HIDDEN = 2, 5
 
 
 def _sizes(rng: np.random.Generator, hidden: bool) -> tuple[int, int, int, int]:
@@ -58,7 +32,7 @@ def _weights(rng: np.random.Generator, D: int, H: int, gates: int) -> Case:
     }
 
 
-def _rnn_like(rng: np.random.Generator, hidden: bool, *, gates: int, step: bool) -> Case:
+def rnn_like(rng: np.random.Generator, hidden: bool, *, gates: int, step: bool) -> Case:
     N, T, D, H = _sizes(rng, hidden)
     case: Case = {"x": rng.normal(size=(N, D) if step else (N, T, D))}
     case["h_prev" if step else "h0"] = rng.normal(scale=0.5, size=(N, H))
@@ -66,26 +40,26 @@ def _rnn_like(rng: np.random.Generator, hidden: bool, *, gates: int, step: bool)
     return case
 
 
-def _rnn_step_backward(rng, hidden):  # type: ignore[no-untyped-def]
-    case = _rnn_like(rng, hidden, gates=1, step=True)
+def rnn_step_backward(rng, hidden):  # type: ignore[no-untyped-def]
+    case = rnn_like(rng, hidden, gates=1, step=True)
     case["dh_next"] = rng.normal(size=case["h_prev"].shape)
     return case
 
 
-def _rnn_backward(rng, hidden):  # type: ignore[no-untyped-def]
-    case = _rnn_like(rng, hidden, gates=1, step=False)
+def rnn_backward(rng, hidden):  # type: ignore[no-untyped-def]
+    case = rnn_like(rng, hidden, gates=1, step=False)
     N, T, _ = case["x"].shape
     case["dh"] = rng.normal(size=(N, T, case["h0"].shape[1]))
     return case
 
 
-def _grad_norms(rng, hidden):  # type: ignore[no-untyped-def]
-    case = _rnn_like(rng, hidden, gates=1, step=False)
+def grad_norms(rng, hidden):  # type: ignore[no-untyped-def]
+    case = rnn_like(rng, hidden, gates=1, step=False)
     case["dh_last"] = rng.normal(size=case["h0"].shape)
     return case
 
 
-def _clip(rng: np.random.Generator, hidden: bool, index: int) -> Case:
+def clip(rng: np.random.Generator, hidden: bool, index: int) -> Case:
     shapes = {"Wx": (5, 6), "Wh": (6, 6), "b": (6,)}
     if hidden:
         shapes = {
@@ -99,7 +73,7 @@ def _clip(rng: np.random.Generator, hidden: bool, index: int) -> Case:
     return {"grads": grads, "max_norm": total * factor}
 
 
-def _sigmoid(rng: np.random.Generator, hidden: bool, index: int) -> Case:
+def sigmoid(rng: np.random.Generator, hidden: bool, index: int) -> Case:
     shape = (4, 5) if not hidden else tuple(int(s) for s in rng.integers(1, 7, size=index % 3 + 1))
     x = rng.normal(scale=10.0, size=shape)
     flat = x.reshape(-1)
@@ -109,8 +83,8 @@ def _sigmoid(rng: np.random.Generator, hidden: bool, index: int) -> Case:
     return {"x": rng.permutation(flat).reshape(shape)}
 
 
-def _lstm_step(rng, hidden, backward):  # type: ignore[no-untyped-def]
-    case = _rnn_like(rng, hidden, gates=4, step=True)
+def lstm_step(rng, hidden, backward):  # type: ignore[no-untyped-def]
+    case = rnn_like(rng, hidden, gates=4, step=True)
     case["c_prev"] = rng.normal(size=case["h_prev"].shape)
     if backward:
         case["dh_next"] = rng.normal(size=case["h_prev"].shape)
@@ -118,16 +92,16 @@ def _lstm_step(rng, hidden, backward):  # type: ignore[no-untyped-def]
     return case
 
 
-def _lstm_seq(rng, hidden, backward):  # type: ignore[no-untyped-def]
-    case = _rnn_like(rng, hidden, gates=4, step=False)
+def lstm_seq(rng, hidden, backward):  # type: ignore[no-untyped-def]
+    case = rnn_like(rng, hidden, gates=4, step=False)
     if backward:
         N, T, _ = case["x"].shape
         case["dh"] = rng.normal(size=(N, T, case["h0"].shape[1]))
     return case
 
 
-def _gru_step(rng, hidden, backward):  # type: ignore[no-untyped-def]
-    case = _rnn_like(rng, hidden, gates=3, step=True)
+def gru_step(rng, hidden, backward):  # type: ignore[no-untyped-def]
+    case = rnn_like(rng, hidden, gates=3, step=True)
     if backward:
         case["dh_next"] = rng.normal(size=case["h_prev"].shape)
     return case
@@ -138,7 +112,7 @@ def _params(rng: np.random.Generator, D: int, H: int) -> list[np.ndarray]:
     return [w["Wx"], w["Wh"], w["b"]]
 
 
-def _birnn(rng: np.random.Generator, hidden: bool) -> Case:
+def birnn(rng: np.random.Generator, hidden: bool) -> Case:
     N, T, D, H = _sizes(rng, hidden)
     return {
         "x": rng.normal(size=(N, T, D)),
@@ -149,7 +123,7 @@ def _birnn(rng: np.random.Generator, hidden: bool) -> Case:
     }
 
 
-def _stacked(rng: np.random.Generator, hidden: bool, index: int) -> Case:
+def stacked(rng: np.random.Generator, hidden: bool, index: int) -> Case:
     N, T, D, H = _sizes(rng, hidden)
     L = 3 if not hidden else int(rng.integers(1, 5))
     residual = index % 2 == 1
@@ -157,14 +131,14 @@ def _stacked(rng: np.random.Generator, hidden: bool, index: int) -> Case:
     # values, not a crash); plain stacks change the size from layer to layer
     sizes = [H] * (L + 1) if residual else [D] + [int(rng.integers(2, 8)) for _ in range(L)]
     return {
-        "x": rng.normal(size=(N, T, D)),
+        "x": rng.normal(size=(N, T, sizes[0])),
         "h0s": [rng.normal(scale=0.5, size=(N, sizes[l + 1])) for l in range(L)],
         "layers": [_params(rng, sizes[l], sizes[l + 1]) for l in range(L)],
         "residual": residual,
     }
 
 
-def _stacked_mismatch(rng: np.random.Generator) -> Case:
+def stacked_mismatch(rng: np.random.Generator) -> Case:
     """A residual stack whose second layer changes the size: must raise ``ValueError``."""
     N, T, D = 2, 3, 4
     sizes = [D, 5, 3]
@@ -176,7 +150,7 @@ def _stacked_mismatch(rng: np.random.Generator) -> Case:
     }
 
 
-def _highway(rng: np.random.Generator, hidden: bool) -> Case:
+def highway(rng: np.random.Generator, hidden: bool) -> Case:
     N, _, D, _ = _sizes(rng, hidden)
     return {
         "x": rng.normal(size=(N, D)),
@@ -187,32 +161,40 @@ def _highway(rng: np.random.Generator, hidden: bool) -> Case:
     }
 
 
-_GENERATORS: dict[str, Callable[[np.random.Generator, bool, int], Case]] = {
-    "rnn_step_forward": lambda r, h, i: _rnn_like(r, h, gates=1, step=True),
-    "rnn_step_backward": lambda r, h, i: _rnn_step_backward(r, h),
-    "rnn_forward": lambda r, h, i: _rnn_like(r, h, gates=1, step=False),
-    "rnn_backward": lambda r, h, i: _rnn_backward(r, h),
-    "grad_norms_through_time": lambda r, h, i: _grad_norms(r, h),
-    "clip_grad_norm": _clip,
-    "sigmoid": _sigmoid,
-    "lstm_step_forward": lambda r, h, i: _lstm_step(r, h, False),
-    "lstm_step_backward": lambda r, h, i: _lstm_step(r, h, True),
-    "lstm_forward": lambda r, h, i: _lstm_seq(r, h, False),
-    "lstm_backward": lambda r, h, i: _lstm_seq(r, h, True),
-    "gru_step_forward": lambda r, h, i: _gru_step(r, h, False),
-    "gru_step_backward": lambda r, h, i: _gru_step(r, h, True),
-    "birnn_forward": lambda r, h, i: _birnn(r, h),
-    "stacked_rnn_forward": _stacked,
-    "highway_forward": lambda r, h, i: _highway(r, h),
-}
+# --------------------------------------------------------------------------- costly hidden cases
+# One hidden case per backward check is large: a real backward pass (about three times the
+# forward's work) takes milliseconds, while differentiating the forward numerically needs
+# one forward per input entry, (D·H + H·H)·G of them for the weights alone, which takes
+# minutes: far beyond the per-check time limit.
 
 
-def cases(name: str, *, hidden: bool) -> list[Case]:
-    """The public (``hidden=False``) or hidden inputs of check ``name``, reproducibly seeded."""
-    if name not in _GENERATORS:
-        raise ValueError(f"name must be one of {', '.join(NAMES)}; got {name!r}")
-    rng = np.random.default_rng(zlib.crc32(f"{name}/{'hidden' if hidden else 'public'}".encode()))
-    out = [_GENERATORS[name](rng, hidden, i) for i in range(N_HIDDEN if hidden else N_PUBLIC)]
-    if name == "stacked_rnn_forward" and hidden:
-        out.append(_stacked_mismatch(rng))
-    return out
+def cost_rnn_step(rng: np.random.Generator) -> Case:
+    """One RNN step with N = D = H = 256: 131 072 weight entries."""
+    N, D, H = 256, 256, 256
+    case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
+    case.update(_weights(rng, D, H, 1))
+    case["dh_next"] = rng.normal(size=(N, H))
+    return case
+
+
+def cost_rnn_seq(rng: np.random.Generator, *, gates: int, upstream: str) -> Case:
+    """N = 32 sequences: T = 64 and D = H = 192 (128 for the LSTM), or T = 128, D = H = 160
+    when only the last state's gradient ``dh_last`` is given."""
+    N, T = (32, 64) if upstream == "dh" else (32, 128)
+    D = H = (192 if gates == 1 else 128) if upstream == "dh" else 160
+    case = {"x": rng.normal(size=(N, T, D)), "h0": rng.normal(scale=0.5, size=(N, H))}
+    case.update(_weights(rng, D, H, gates))
+    case[upstream] = rng.normal(size=(N, T, H) if upstream == "dh" else (N, H))
+    return case
+
+
+def cost_gated_step(rng: np.random.Generator, *, gates: int) -> Case:
+    """One LSTM (gates = 4) or GRU (gates = 3) step with N = 128, D = H = 160."""
+    N, D, H = 128, 160, 160
+    case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
+    case.update(_weights(rng, D, H, gates))
+    if gates == 4:
+        case["c_prev"] = rng.normal(size=(N, H))
+        case["dc_next"] = rng.normal(size=(N, H))
+    case["dh_next"] = rng.normal(size=(N, H))
+    return case

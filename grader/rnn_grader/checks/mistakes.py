@@ -1,7 +1,7 @@
 """Deliberately wrong versions of the graded functions, for hints in failure messages.
 
-When a student's output does not match the reference, :mod:`rnn_course.grading.compare`
-checks whether it matches one of these instead and, if so, names the mistake. Each
+When a student's output does not match the reference, the comparison (the student-side
+:mod:`selfcheck` and the grader) checks whether it matches one of these instead and, if so, names the mistake. Each
 function here returns ``{hint: outputs}`` for one case; the outputs use the same names
 as the reference's. The mistakes are the classic ones: tanh's derivative taken at the
 pre-activation, a forgotten recurrent gradient, parameter gradients not summed over time,
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnn_course import reference as ref
+from rnn_grader.checks import reference as ref
 
 Variants = dict[str, dict[str, Any]]
 
@@ -126,7 +126,7 @@ def rnn_backward(case: dict[str, Any]) -> Variants:
 
 def grad_norms_through_time(case: dict[str, Any]) -> Variants:
     args = [_t(case[k]) for k in ("dh_last", "x", "h0", "Wx", "Wh", "b")]
-    norms = ref.grad_norms_through_time_reference(*args).numpy()
+    norms = ref.grad_norms_through_time(*args).numpy()
     h = ref.rnn_forward(*args[1:]).numpy()
     g, plain = case["dh_last"], [np.linalg.norm(case["dh_last"])]
     for _ in range(h.shape[1] - 1):
@@ -306,13 +306,12 @@ def lstm_backward(case: dict[str, Any]) -> Variants:
 
 
 def _gru_wrong(x, h, Wx, Wh, b, *, reset_after=False, swap_u=False, order=(0, 1, 2)):
+    """The reference GRU step on weights rearranged to emulate a mistake."""
     H = h.shape[1]
     Wx, Wh, b = (torch.cat([w[..., k * H : (k + 1) * H] for k in order], -1) for w in (Wx, Wh, b))
-    u = torch.sigmoid(x @ Wx[:, :H] + h @ Wh[:, :H] + b[:H])
-    r = torch.sigmoid(x @ Wx[:, H : 2 * H] + h @ Wh[:, H : 2 * H] + b[H : 2 * H])
-    rec = r * (h @ Wh[:, 2 * H :]) if reset_after else (r * h) @ Wh[:, 2 * H :]
-    cand = torch.tanh(x @ Wx[:, 2 * H :] + rec + b[2 * H :])
-    return u * h + (1 - u) * cand if swap_u else (1 - u) * h + u * cand
+    if swap_u:  # σ(-a) = 1 - σ(a): negating the u block exchanges u and 1 - u
+        Wx, Wh, b = (torch.cat([-w[..., :H], w[..., H:]], -1) for w in (Wx, Wh, b))
+    return ref.gru_step_forward(x, h, Wx, Wh, b, reset_after=reset_after)
 
 
 _GRU_MISTAKES = {

@@ -1,186 +1,144 @@
-"""Reference implementations of every graded function of the three assignments.
+"""The grading reference: the companion package's own cells and layers, in the contract's layout.
 
-The conventions are those of the assignment contract, not of ``torch.nn``: batch-first
-inputs, weights that multiply from the right (``x @ Wx``, ``h @ Wh``), one bias per layer,
-and the lecture GRU with gate blocks ``u, r, c`` (reset applied before the recurrent
-product, ``u`` weighting the candidate). Forward functions are plain torch; every gradient
-comes from ``torch.autograd`` on the reference forward, never from a hand-written backward,
-so that the grader compares students' BPTT with an independent computation.
+Every graded function is computed by an :mod:`rnn_course` module in :mod:`torch.nn`'s layout
+(``RNNCell``, ``RNN``, ``LSTMCell``, ``LSTM``, ``GRUCell(reset_after=False)``), with the
+contract's arrays mapped onto its parameters by :func:`torch.func.functional_call`:
 
-Shapes: N = batch, T = sequence length, D = input size, H = hidden size.
+* weights multiply from the right in the contract, so ``weight_ih = Wx.T`` and
+  ``weight_hh = Wh.T``; the contract's single bias goes to ``bias_ih`` (``bias_hh = 0``);
+* the lecture GRU's blocks are ``u, r, c``; ``torch.nn``'s are ``r, z, n`` with
+  ``z = 1 - u``, so the reference reorders the blocks and negates the update block.
+
+Every gradient comes from ``torch.autograd`` on these forwards, never from a hand-written
+backward in the contract's layout. Shapes: N batch, T steps, D inputs, H hidden units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
+from torch import Tensor, nn
+from torch.func import functional_call
 
-from rnn_course.validation import expect_floating, expect_shape, expect_tensor
+from rnn_course import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from rnn_course.clip import grad_norm
 
-Params = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (Wx, Wh, b)
-
-
-def _check_rnn_args(x: torch.Tensor, h0: torch.Tensor, Wx, Wh, b, *, gates: int) -> None:
-    """Validate ``x (N, T, D)`` or ``(N, D)``, ``h0 (N, H)`` and stacked-gate weights."""
-    for name, value in (("x", x), ("h0", h0), ("Wx", Wx), ("Wh", Wh), ("b", b)):
-        expect_floating(name, expect_tensor(name, value))
-    expect_shape("h0", h0, (x.shape[0] if x.dim() else None, None), "(N, H)")
-    H = h0.shape[1]
-    expect_shape("Wx", Wx, (x.shape[-1], gates * H), "(D, G*H)")
-    expect_shape("Wh", Wh, (H, gates * H), "(H, G*H)")
-    expect_shape("b", b, (gates * H,), "(G*H,)")
+Params = tuple[Tensor, Tensor, Tensor]  # (Wx, Wh, b)
+F64 = torch.float64
 
 
-# --------------------------------------------------------------------------- vanilla RNN
+@functools.cache
+def _module(kind: str, D: int, H: int) -> nn.Module:
+    """An ``rnn_course`` module of ``kind`` for sizes ``D, H`` in float64 (its values unused)."""
+    make: dict[str, Callable[[], nn.Module]] = {
+        "rnn_cell": lambda: RNNCell(D, H, dtype=F64),
+        "rnn": lambda: RNN(D, H, batch_first=True, dtype=F64),
+        "lstm_cell": lambda: LSTMCell(D, H, dtype=F64),
+        "lstm": lambda: LSTM(D, H, batch_first=True, dtype=F64),
+        "gru_cell": lambda: GRUCell(D, H, reset_after=False, dtype=F64),
+        "gru_cell_after": lambda: GRUCell(D, H, reset_after=True, dtype=F64),
+        "gru": lambda: GRU(D, H, batch_first=True, dtype=F64),
+    }
+    return make[kind]()
 
 
-def rnn_step_forward(
-    x: torch.Tensor, h_prev: torch.Tensor, Wx: torch.Tensor, Wh: torch.Tensor, b: torch.Tensor
-) -> torch.Tensor:
-    """One step of the tanh RNN: ``x (N, D), h_prev (N, H)`` -> ``h_next (N, H)``."""
-    # h_t = tanh(x_t Wx + h_{t-1} Wh + b)
-    return torch.tanh(x @ Wx + h_prev @ Wh + b)
+def torch_layout(Wx: Tensor, Wh: Tensor, b: Tensor, suffix: str = "") -> dict[str, Tensor]:
+    """The contract's ``Wx (D, G·H), Wh (H, G·H), b (G·H,)`` as ``torch.nn`` parameters."""
+    return {
+        f"weight_ih{suffix}": Wx.t(),
+        f"weight_hh{suffix}": Wh.t(),
+        f"bias_ih{suffix}": b,
+        f"bias_hh{suffix}": torch.zeros_like(b),
+    }
 
 
-def rnn_forward(
-    x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.Tensor, b: torch.Tensor
-) -> torch.Tensor:
-    """Run the tanh RNN over ``x (N, T, D)`` from ``h0 (N, H)``; return ``h (N, T, H)``.
+def lecture_gru_to_torch(Wx: Tensor, Wh: Tensor, b: Tensor) -> Params:
+    """Reorder the lecture GRU's blocks ``u, r, c`` into ``torch.nn``'s ``r, z, n``, ``z = 1 - u``.
 
-    ``h[:, t]`` is the state after reading ``x[:, t]``; ``h0`` is not part of the output.
+    ``σ(-a) = 1 - σ(a)``, so negating the update block's weights and bias turns ``u`` into
+    ``z``; the candidate block is ``torch.nn``'s ``n``.
     """
-    expect_shape("x", expect_tensor("x", x), (None, None, None), "(N, T, D)")
-    _check_rnn_args(x, h0, Wx, Wh, b, gates=1)
-    xw = torch.einsum("ntd,dh->tnh", x, Wx) + b  # (T, N, H), all input products at once
-    h, states = h0, []
-    for xw_t in xw.unbind(0):
-        h = torch.tanh(xw_t + h @ Wh)  # (N, H)
-        states.append(h)
-    return torch.stack(states, dim=1)  # (N, T, H)
+
+    def reorder(w: Tensor) -> Tensor:
+        u, r, c = w.chunk(3, dim=-1)
+        return torch.cat([r, -u, c], dim=-1)
+
+    return reorder(Wx), reorder(Wh), reorder(b)
 
 
-def clip_grad_norm(
-    grads: Mapping[str, torch.Tensor], max_norm: float
-) -> tuple[dict[str, torch.Tensor], float]:
-    """Clip a dict of gradients by their global L2 norm; return ``(clipped, total_norm)``.
-
-    ``total_norm`` is measured before clipping. Unlike ``torch.nn.utils.clip_grad_norm_``
-    there is no ``1e-6`` in the denominator and arrays below the threshold are unchanged.
-    """
-    if not isinstance(grads, Mapping):
-        raise TypeError(f"grads must be a dict of tensors, got {type(grads).__name__}")
-    if max_norm <= 0:
-        raise ValueError(f"max_norm must be positive, got {max_norm}")
-    # ||g|| = sqrt(sum over all arrays of sum of squares)
-    total = float(
-        torch.sqrt(
-            sum(
-                ((g.double() ** 2).sum() for g in grads.values()),
-                torch.zeros((), dtype=torch.float64),
-            )
-        )
-    )
-    scale = max_norm / total if total > max_norm else 1.0
-    return {k: g * scale for k, g in grads.items()}, total
+# --------------------------------------------------------------------------- forward functions
 
 
-# --------------------------------------------------------------------------- gated cells
+def rnn_step_forward(x: Tensor, h_prev: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
+    """``h_next (N, H)`` of one tanh-RNN step, by :class:`rnn_course.RNNCell`."""
+    cell = _module("rnn_cell", x.shape[-1], h_prev.shape[-1])
+    return functional_call(cell, torch_layout(Wx, Wh, b), (x, h_prev))
 
 
-def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """The logistic function ``1 / (1 + exp(-x))``, elementwise."""
+def rnn_forward(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
+    """``h (N, T, H)`` of the tanh RNN over ``x (N, T, D)``, by :class:`rnn_course.RNN`."""
+    layer = _module("rnn", x.shape[-1], h0.shape[-1])
+    out, _ = functional_call(layer, torch_layout(Wx, Wh, b, "_l0"), (x, h0[None]))
+    return out
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """The logistic function."""
     return torch.sigmoid(x)
 
 
 def lstm_step_forward(
-    x: torch.Tensor,
-    h_prev: torch.Tensor,
-    c_prev: torch.Tensor,
-    Wx: torch.Tensor,
-    Wh: torch.Tensor,
-    b: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step with gate blocks ``i, f, g, o``; return ``(h_next, c_next)``, each (N, H)."""
-    H = h_prev.shape[1]
-    a = x @ Wx + h_prev @ Wh + b  # (N, 4H)
-    i, f, o = (torch.sigmoid(a[:, k * H : (k + 1) * H]) for k in (0, 1, 3))
-    g = torch.tanh(a[:, 2 * H : 3 * H])
-    # c_t = f ⊙ c_{t-1} + i ⊙ g
-    c_next = f * c_prev + i * g
-    # h_t = o ⊙ tanh(c_t)
-    h_next = o * torch.tanh(c_next)
-    return h_next, c_next
+    x: Tensor, h_prev: Tensor, c_prev: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``h_next, c_next`` of one LSTM step (blocks i, f, g, o), by :class:`rnn_course.LSTMCell`."""
+    cell = _module("lstm_cell", x.shape[-1], h_prev.shape[-1])
+    return functional_call(cell, torch_layout(Wx, Wh, b), (x, (h_prev, c_prev)))
 
 
-def lstm_forward(
-    x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.Tensor, b: torch.Tensor
-) -> torch.Tensor:
-    """Run the LSTM over ``x (N, T, D)`` from ``h0`` and a zero cell state; ``h (N, T, H)``."""
-    expect_shape("x", expect_tensor("x", x), (None, None, None), "(N, T, D)")
-    _check_rnn_args(x, h0, Wx, Wh, b, gates=4)
-    h, c, states = h0, torch.zeros_like(h0), []
-    for t in range(x.shape[1]):
-        h, c = lstm_step_forward(x[:, t], h, c, Wx, Wh, b)
-        states.append(h)
-    return torch.stack(states, dim=1)
+def lstm_forward(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
+    """``h (N, T, H)`` of the LSTM from ``h0`` and a zero cell, by :class:`rnn_course.LSTM`."""
+    layer = _module("lstm", x.shape[-1], h0.shape[-1])
+    state = (h0[None], torch.zeros_like(h0)[None])
+    out, _ = functional_call(layer, torch_layout(Wx, Wh, b, "_l0"), (x, state))
+    return out
 
 
 def gru_step_forward(
-    x: torch.Tensor, h_prev: torch.Tensor, Wx: torch.Tensor, Wh: torch.Tensor, b: torch.Tensor
-) -> torch.Tensor:
-    """One step of the lecture GRU (blocks ``u, r, c``); return ``h_next (N, H)``.
-
-    The reset gate multiplies ``h_prev`` *before* the recurrent product and ``u`` weights
-    the candidate, so this is not ``torch.nn.GRU`` (which resets after the product and
-    weights ``h_prev`` with its update gate ``z = 1 - u``).
-    """
-    H = h_prev.shape[1]
-    xw = x @ Wx + b  # (N, 3H)
-    hw = h_prev @ Wh[:, : 2 * H]  # (N, 2H), the u and r blocks
-    # u = σ(x Wx_u + h Wh_u + b_u), r = σ(x Wx_r + h Wh_r + b_r)
-    u = torch.sigmoid(xw[:, :H] + hw[:, :H])
-    r = torch.sigmoid(xw[:, H : 2 * H] + hw[:, H:])
-    # h̃ = tanh(x Wx_c + (r ⊙ h) Wh_c + b_c)
-    cand = torch.tanh(xw[:, 2 * H :] + (r * h_prev) @ Wh[:, 2 * H :])
-    # h_t = (1 - u) ⊙ h_{t-1} + u ⊙ h̃
-    return (1 - u) * h_prev + u * cand
-
-
-# --------------------------------------------------------------------------- deep and bidirectional
+    x: Tensor, h_prev: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor, *, reset_after: bool = False
+) -> Tensor:
+    """``h_next`` of one lecture-GRU step, by :class:`rnn_course.GRUCell` (``reset_after=False``)."""
+    kind = "gru_cell_after" if reset_after else "gru_cell"
+    cell = _module(kind, x.shape[-1], h_prev.shape[-1])
+    return functional_call(cell, torch_layout(*lecture_gru_to_torch(Wx, Wh, b)), (x, h_prev))
 
 
 def birnn_forward(
-    x: torch.Tensor,
-    h0_fwd: torch.Tensor,
-    h0_bwd: torch.Tensor,
-    params_fwd: Params,
-    params_bwd: Params,
-) -> torch.Tensor:
-    """Bidirectional tanh RNN: ``h (N, T, 2H)``, forward states then backward states.
+    x: Tensor, h0_fwd: Tensor, h0_bwd: Tensor, params_fwd: Params, params_bwd: Params
+) -> Tensor:
+    """``h (N, T, 2H)`` of a bidirectional tanh RNN, by ``rnn_course.RNN(bidirectional=True)``."""
+    D, H = x.shape[-1], h0_fwd.shape[-1]
+    layer = _birnn(D, H)
+    params = torch_layout(*params_fwd, "_l0") | torch_layout(*params_bwd, "_l0_reverse")
+    out, _ = functional_call(layer, params, (x, torch.stack([h0_fwd, h0_bwd])))
+    return out
 
-    ``h[:, t, H:]`` is the backward RNN's state after reading ``x[:, T-1], ..., x[:, t]``.
-    """
-    h_f = rnn_forward(x, h0_fwd, *params_fwd)  # (N, T, H)
-    h_b = rnn_forward(x.flip(1), h0_bwd, *params_bwd).flip(1)  # (N, T, H), back in time order
-    return torch.cat([h_f, h_b], dim=2)
+
+@functools.cache
+def _birnn(D: int, H: int) -> nn.Module:
+    return RNN(D, H, batch_first=True, bidirectional=True, dtype=F64)
 
 
 def stacked_rnn_forward(
-    x: torch.Tensor,
-    h0s: Sequence[torch.Tensor],
-    layers: Sequence[Params],
-    residual: bool = False,
-) -> torch.Tensor:
-    """Stack tanh RNN layers; return the top layer's output ``(N, T, H_L)``.
+    x: Tensor, h0s: Sequence[Tensor], layers: Sequence[Params], residual: bool = False
+) -> Tensor:
+    """The top layer's states ``(N, T, H_L)`` of stacked tanh RNNs (sizes may change per layer).
 
-    With ``residual=True`` every layer above the first adds its input to its states.
+    Each layer is an :class:`rnn_course.RNN`; with ``residual`` a layer ``l > 0`` passes up
+    its states plus its input (``skip="residual"`` of the package's stacks), which needs
+    equal sizes (``ValueError`` otherwise).
     """
-    if len(h0s) != len(layers) or not layers:
-        raise ValueError(
-            f"h0s and layers must be non-empty and of equal length, got {len(h0s)} and "
-            f"{len(layers)}"
-        )
     out = x
     for l, (h0, params) in enumerate(zip(h0s, layers, strict=True)):
         h = rnn_forward(out, h0, *params)  # (N, T, H_l)
@@ -195,25 +153,39 @@ def stacked_rnn_forward(
     return out
 
 
-def highway_forward(
-    x: torch.Tensor, W_h: torch.Tensor, b_h: torch.Tensor, W_t: torch.Tensor, b_t: torch.Tensor
-) -> torch.Tensor:
-    """Highway layer on ``x (N, D)``: ``y = t ⊙ tanh(x W_h + b_h) + (1 - t) ⊙ x``."""
-    # t = σ(x W_t + b_t)
+def highway_forward(x: Tensor, W_h: Tensor, b_h: Tensor, W_t: Tensor, b_t: Tensor) -> Tensor:
+    """Highway layer: ``t ⊙ tanh(x W_h + b_h) + (1 − t) ⊙ x`` with ``t = σ(x W_t + b_t)``."""
+    # the package's highway skip: lerp(u, h, t) = t ⊙ h + (1 − t) ⊙ u
     t = torch.sigmoid(x @ W_t + b_t)
-    return t * torch.tanh(x @ W_h + b_h) + (1 - t) * x
+    return torch.lerp(x, torch.tanh(x @ W_h + b_h), t)
+
+
+def clip_grad_norm(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor], float]:
+    """The contract's rule: one global norm; scale by ``max_norm / norm`` only if ``norm > max_norm``.
+
+    The norm is :func:`rnn_course.clip.grad_norm`; unlike ``clip_grad_norm_`` the contract
+    has no ``1e-6`` in the denominator and leaves gradients untouched at or below the
+    threshold.
+    """
+    holders = []
+    for g in grads.values():
+        p = torch.zeros_like(g, requires_grad=True)
+        p.grad = g.clone()
+        holders.append(p)
+    total = float(grad_norm(holders)) if holders else 0.0
+    scale = max_norm / total if total > max_norm else 1.0
+    return {k: g * scale for k, g in grads.items()}, total
 
 
 # --------------------------------------------------------------------------- gradients by autograd
 
 
-def _vjp(
-    forward: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
-    inputs: dict[str, torch.Tensor],
-    upstream: Sequence[torch.Tensor],
-    prefix: str = "d",
-) -> dict[str, torch.Tensor]:
-    """Gradients of ``sum_k <upstream_k, output_k>`` w.r.t. every input, named ``d<input>``."""
+def vjp(
+    forward: Callable[..., Tensor | tuple[Tensor, ...]],
+    inputs: dict[str, Tensor],
+    upstream: Sequence[Tensor],
+) -> dict[str, Tensor]:
+    """Gradients of ``Σ_k ⟨upstream_k, output_k⟩`` w.r.t. every input, named ``d<input>``."""
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
     with torch.enable_grad():
         out = forward(*leaves.values())
@@ -222,94 +194,26 @@ def _vjp(
             outs, list(leaves.values()), grad_outputs=list(upstream), allow_unused=True
         )
     return {
-        prefix + k: (torch.zeros_like(v) if g is None else g)
+        "d" + k: (torch.zeros_like(v) if g is None else g)
         for (k, v), g in zip(leaves.items(), grads, strict=True)
     }
 
 
-def rnn_step_backward_reference(
-    dh_next: torch.Tensor,
-    x: torch.Tensor,
-    h_prev: torch.Tensor,
-    Wx: torch.Tensor,
-    Wh: torch.Tensor,
-    b: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """``dx, dh_prev, dWx, dWh, db`` of one RNN step for upstream ``dh_next (N, H)``."""
-    args = {"x": x, "h_prev": h_prev, "Wx": Wx, "Wh": Wh, "b": b}
-    return _vjp(rnn_step_forward, args, [dh_next])
+def grad_norms_through_time(
+    dh_last: Tensor, x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor
+) -> Tensor:
+    """``norms (T,)``: Frobenius norm of the total derivative ``dJ/dh[:, t]``, ``J = ⟨dh_last, h_T⟩``.
 
-
-def rnn_backward_reference(
-    dh: torch.Tensor,
-    x: torch.Tensor,
-    h0: torch.Tensor,
-    Wx: torch.Tensor,
-    Wh: torch.Tensor,
-    b: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """Full BPTT for upstream ``dh (N, T, H)``: ``dx (N, T, D), dh0, dWx, dWh, db``."""
-    return _vjp(rnn_forward, {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b}, [dh])
-
-
-def grad_norms_through_time_reference(
-    dh_last: torch.Tensor,
-    x: torch.Tensor,
-    h0: torch.Tensor,
-    Wx: torch.Tensor,
-    Wh: torch.Tensor,
-    b: torch.Tensor,
-) -> torch.Tensor:
-    """``norms (T,)``: Frobenius norm of dJ/dh[:, t] when J depends on the last state only."""
-    T = x.shape[1]
+    Steps the package's :class:`rnn_course.RNNCell` so that every state is a node of the
+    graph, then asks autograd for ``dJ/dh_t`` of all of them at once.
+    """
+    params = torch_layout(Wx.detach(), Wh.detach(), b.detach())
+    cell = _module("rnn_cell", x.shape[-1], h0.shape[-1])
     with torch.enable_grad():
-        # h0 as a leaf that requires grad makes every state part of the graph
         h = h0.detach().clone().requires_grad_(True)
-        xw = x.detach() @ Wx.detach() + b.detach()  # (N, T, H)
         states = []
-        for t in range(T):
-            h = torch.tanh(xw[:, t] + h @ Wh.detach())
+        for x_t in x.detach().unbind(1):
+            h = functional_call(cell, params, (x_t, h))  # (N, H)
             states.append(h)
         grads = torch.autograd.grad(states[-1], states, grad_outputs=dh_last)
-    # torch.linalg.norm over the whole (N, H) array is the Frobenius norm over the batch
-    return torch.stack([torch.linalg.norm(g) for g in grads])
-
-
-def lstm_step_backward_reference(
-    dh_next: torch.Tensor,
-    dc_next: torch.Tensor,
-    x: torch.Tensor,
-    h_prev: torch.Tensor,
-    c_prev: torch.Tensor,
-    Wx: torch.Tensor,
-    Wh: torch.Tensor,
-    b: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """``dx, dh_prev, dc_prev, dWx, dWh, db`` of one LSTM step."""
-    args = {"x": x, "h_prev": h_prev, "c_prev": c_prev, "Wx": Wx, "Wh": Wh, "b": b}
-    return _vjp(lstm_step_forward, args, [dh_next, dc_next])
-
-
-def lstm_backward_reference(
-    dh: torch.Tensor,
-    x: torch.Tensor,
-    h0: torch.Tensor,
-    Wx: torch.Tensor,
-    Wh: torch.Tensor,
-    b: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """BPTT through the LSTM: ``dx (N, T, D), dh0, dWx, dWh, db``."""
-    return _vjp(lstm_forward, {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b}, [dh])
-
-
-def gru_step_backward_reference(
-    dh_next: torch.Tensor,
-    x: torch.Tensor,
-    h_prev: torch.Tensor,
-    Wx: torch.Tensor,
-    Wh: torch.Tensor,
-    b: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """``dx, dh_prev, dWx, dWh, db`` of one lecture-GRU step."""
-    args = {"x": x, "h_prev": h_prev, "Wx": Wx, "Wh": Wh, "b": b}
-    return _vjp(gru_step_forward, args, [dh_next])
+    return torch.stack([torch.linalg.vector_norm(g) for g in grads])

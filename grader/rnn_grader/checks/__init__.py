@@ -1,0 +1,75 @@
+"""The course's checks, in the interface the trusted grader loads (``TrustedExecute.grading_package``).
+
+A grading package exposes ``cases(name, *, hidden, secret)``, ``expected(name, case)``,
+``mistakes(name, case)``, ``compare(name, outputs, expected, *, case_label, hidden,
+mistakes)``, ``call(name)`` (what the sandboxed driver's ``run`` receives), ``DRIVERS_PATH``
+(a self-contained NumPy file with ``run(call, namespace, case)``) and ``DEPENDENCIES``.
+Everything here comes from one registry, :mod:`rnn_grader.checks.registry`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rnn_grader.checks.registry import ASSIGNMENTS, CHECKS, DEPENDENCIES, NAMES, get
+from rnn_grader.student import selfcheck
+
+DRIVERS_PATH = Path(selfcheck.__file__).resolve()
+
+__all__ = [
+    "ASSIGNMENTS",
+    "CHECKS",
+    "DEPENDENCIES",
+    "DRIVERS_PATH",
+    "NAMES",
+    "call",
+    "cases",
+    "compare",
+    "expected",
+    "mistakes",
+]
+
+
+def cases(name: str, *, hidden: bool, secret: bytes | None = None) -> list[dict[str, Any]]:
+    """Public inputs of check ``name``, or the hidden ones drawn from the course ``secret``."""
+    return get(name).cases(hidden=hidden, secret=secret)
+
+
+def expected(name: str, case: dict[str, Any]) -> dict[str, Any]:
+    """Reference outputs of check ``name`` on ``case``."""
+    return get(name).expected(case)
+
+
+def mistakes(name: str, case: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Outputs of the known mistakes of check ``name`` on ``case``, keyed by their hint."""
+    return get(name).mistakes(case)
+
+
+def call(name: str) -> dict[str, Any]:
+    """How the driver calls the student's functions for check ``name`` (plain data)."""
+    return get(name).call
+
+
+def compare(
+    name: str,
+    outputs: dict[str, Any],
+    expected: dict[str, Any],
+    *,
+    case_label: str,
+    hidden: bool = False,
+    mistakes: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Raise ``AssertionError`` with the self-check's message when ``outputs`` are wrong.
+
+    For hidden cases the message names what differs but shows no value of the case.
+    """
+    selfcheck.compare(
+        name,
+        outputs,
+        expected,
+        case_label=case_label,
+        hint=get(name).hint,
+        mistakes=mistakes,
+        show_values=not hidden,
+    )
