@@ -1,11 +1,16 @@
-"""Measuring how gradients flow back through time and through layers.
+r"""Measuring how gradients flow back through time and through layers.
 
-Chain rule through the recurrence ``h_t = tanh(h_{t-1} W_h + x_t W_x + b)``:
+The notation is the book's (column vectors, steps :math:`t = 1, \dots, T`). For the
+recurrence :math:`\mathbf{h}^{(t)} = \tanh(W_h \mathbf{h}^{(t-1)} + W_x \mathbf{x}^{(t)}
++ \mathbf{b})` and a loss term :math:`\mathcal{L}^{(i)}` on the state at step ``i``, the
+chain rule gives, for ``j < i``,
 
 .. math::
 
-    \\frac{\\partial J}{\\partial \\mathbf{h}_j} = \\frac{\\partial J}{\\partial \\mathbf{h}_i}
-    \\prod_{j < t \\le i} \\frac{\\partial \\mathbf{h}_t}{\\partial \\mathbf{h}_{t-1}},
+    \frac{d\mathcal{L}^{(i)}}{d\mathbf{h}^{(j)}}
+    = \left(\frac{\partial \mathbf{h}^{(i)}}{\partial \mathbf{h}^{(i-1)}} \cdots
+      \frac{\partial \mathbf{h}^{(j+1)}}{\partial \mathbf{h}^{(j)}}\right)^{\!\top}
+      \frac{\partial \mathcal{L}^{(i)}}{\partial \mathbf{h}^{(i)}},
 
 so the gradient's size over a distance ``i − j`` is governed by a product of Jacobians,
 each a squashing derivative times the same recurrent matrix. The functions below measure
@@ -49,7 +54,7 @@ def _stepwise_hidden_gradient_norms(
     upstream: Tensor | None,
     cut_every: int | None = None,
 ) -> Tensor:
-    """Step ``layer`` one time step at a time and return ``‖dJ/dh_t‖`` for every t.
+    """Step ``layer`` one time step at a time and return ``‖dL/dh^(t)‖`` for every t.
 
     The top layer's hidden state of every step is the very tensor that the next step reads,
     so the gradient with respect to it is the total derivative (for an LSTM through both
@@ -97,9 +102,9 @@ def _stepwise_hidden_gradient_norms(
             expect_tensor("upstream", upstream)
             expect_shape("upstream", upstream, (N, H), "(N, H)")
             upstream = upstream.to(dtype=last.dtype, device=last.device)
-        # J = ⟨upstream, h_{T-1}⟩
-        J = (upstream * last).sum()
-        grads = torch.autograd.grad(J, tops, allow_unused=True)
+        # L = ⟨upstream, h^(T)⟩
+        loss = (upstream * last).sum()
+        grads = torch.autograd.grad(loss, tops, allow_unused=True)
     zero = torch.zeros((), dtype=last.dtype, device=last.device)
     return torch.stack([zero if g is None else torch.linalg.vector_norm(g) for g in grads])
 
@@ -107,11 +112,13 @@ def _stepwise_hidden_gradient_norms(
 def hidden_gradient_norms(
     layer: nn.Module, x: Tensor, hx: Any = None, *, upstream: Tensor | None = None
 ) -> Tensor:
-    """``‖∂J/∂h_t‖`` for every step t, for ``J = ⟨upstream, h_{T-1}⟩``.
+    r"""The norm of the total derivative :math:`d\mathcal{L}/d\mathbf{h}^{(t)}` at every step.
 
-    ``h_t`` is the hidden state of the top layer at step t (for an LSTM the hidden state
-    only; its gradient is the total derivative, through the next hidden state *and* the
-    cell). Works for the RNN, LSTM and GRU layers of rnn_course and of torch.nn, any
+    The loss is :math:`\mathcal{L} = \langle \mathbf{u}, \mathbf{h}^{(T)} \rangle` for a
+    fixed vector :math:`\mathbf{u}` (``upstream``), a loss on the last state.
+    :math:`\mathbf{h}^{(t)}` is the hidden state of the top layer at step t (for an LSTM the
+    hidden state only; its gradient is the total derivative, through the next hidden state
+    *and* the cell). Works for the RNN, LSTM and GRU layers of rnn_course and of torch.nn, any
     ``num_layers``, unidirectional only, in the layer's own layout (``batch_first``). The
     layer's mode is respected: call ``layer.eval()`` first if it has dropout.
 
@@ -119,11 +126,17 @@ def hidden_gradient_norms(
         layer: the recurrent layer.
         x: inputs ``(N, T, D)`` if ``layer.batch_first`` else ``(T, N, D)``.
         hx: initial state as the layer takes it (default zeros).
-        upstream: ``∂J/∂h_{T-1}``, ``(N, H)``. Default ``ones / √(N·H)``, a unit vector, so
-            ``norms[T-1] = 1`` and ``norms[t]`` is the gain over the distance ``T-1-t``.
+        upstream: :math:`\mathbf{u} = d\mathcal{L}/d\mathbf{h}^{(T)}`. Default
+            ``ones / √(N·H)``, a unit vector, so ``norms[T - 1] = 1`` and ``norms[t - 1]`` is
+            the gain over the distance ``T - t``.
 
     Returns:
-        norms ``(T,)`` (Frobenius norm over the batch), detached, on ``x``'s device.
+        ``norms``, detached, on ``x``'s device: ``norms[t - 1]`` is the Frobenius norm over
+        the batch of :math:`d\mathcal{L}/d\mathbf{h}^{(t)}`.
+
+    Shape:
+        ``x (N, T, D)`` if ``layer.batch_first`` else ``(T, N, D)``; ``upstream (N, H)``;
+        ``norms (T,)``.
     """
     return _stepwise_hidden_gradient_norms(layer, x, hx, upstream)
 
@@ -196,20 +209,31 @@ def random_recurrent_matrix(
 
 
 def rnn_step_jacobians(h: Tensor, W_h: Tensor) -> Tensor:
-    """The Jacobians ``∂h_t/∂h_{t-1}`` of ``h_t = tanh(h_{t-1} W_h + x_t W_x + b)``.
+    r"""The step Jacobians of the tanh RNN, in the book's column-vector notation.
 
-    With row vectors and right-multiplied weights, entry ``[i, j]`` of the Jacobian is
-    ``∂h_t[i]/∂h_{t-1}[j] = (1 − h_t[i]²) W_h[j, i]``, i.e. ``diag(1 − h_t²) W_hᵀ`` -- the
-    familiar ``diag(1 − h_t²) W`` of the column-vector convention ``h_t = tanh(W h_{t-1} + …)``
-    with ``W = W_hᵀ``.
+    For :math:`\mathbf{h}^{(t)} = \tanh(W_h \mathbf{h}^{(t-1)} + W_x \mathbf{x}^{(t)} +
+    \mathbf{b})`, entry ``[i, j]`` of the Jacobian is
+    :math:`\partial h^{(t)}_i / \partial h^{(t-1)}_j = (1 - (h^{(t)}_i)^2)\,(W_h)_{ij}`:
+
+    .. math::
+
+        \frac{\partial \mathbf{h}^{(t)}}{\partial \mathbf{h}^{(t-1)}}
+        = \operatorname{diag}\big(1 - (\mathbf{h}^{(t)})^2\big)\, W_h .
+
+    ``W_h`` is ``torch.nn.RNN``'s ``weight_hh_l0`` as it is (the assignments' right-multiplied
+    ``Wh`` is its transpose).
 
     Args:
-        h: the states of one sequence, ``(T, H)``, ``h[t] = h_t``.
-        W_h: recurrent weights ``(H, H)`` (right-multiplied).
+        h: the states of one sequence, row ``t - 1`` is :math:`\mathbf{h}^{(t)}`.
+        W_h: recurrent weights.
 
     Returns:
-        ``(T, H, H)``, entry t is ``∂h_t/∂h_{t-1}`` (for t = 0 with respect to the initial
-        state).
+        The Jacobians; entry ``t - 1`` is
+        :math:`\partial \mathbf{h}^{(t)} / \partial \mathbf{h}^{(t-1)}` (for ``t = 1`` with
+        respect to the initial state).
+
+    Shape:
+        ``h (T, H)``, ``W_h (H, H)`` → ``(T, H, H)``.
     """
     expect_tensor("h", h)
     expect_floating("h", h)
@@ -217,21 +241,32 @@ def rnn_step_jacobians(h: Tensor, W_h: Tensor) -> Tensor:
     H = W_h.shape[0]
     expect_shape("h", h, (None, H), "(T, H)")
     expect_same_device_and_dtype(h=h, W_h=W_h)
-    # diag(1 − h_t²) W_hᵀ: scale row i of W_hᵀ by 1 − h_t[i]²
-    return (1 - h * h)[:, :, None] * W_h.T[None]  # (T, H, H)
+    # diag(1 − h^(t)²) W_h: scale row i of W_h by 1 − h^(t)_i²
+    return (1 - h * h)[:, :, None] * W_h[None]  # (T, H, H)
 
 
 def jacobian_product_norms(jacobians: Tensor) -> Tensor:
-    """Spectral norms of the products of the last ``d`` Jacobians, ``d = 0..T-1``.
+    r"""Spectral norms of the products of the last ``d`` Jacobians, ``d = 0, …, T - 1``.
 
-    ``norms[d] = ‖J_{T-1} J_{T-2} ⋯ J_{T-d}‖₂ = ‖∂h_{T-1}/∂h_{T-1-d}‖₂`` (``norms[0] = 1``,
-    the empty product), the worst-case gain of a gradient travelling back ``d`` steps.
+    With :math:`J^{(t)}` = ``jacobians[t - 1]`` :math:`= \partial \mathbf{h}^{(t)} /
+    \partial \mathbf{h}^{(t-1)}`,
+
+    .. math::
+
+        \mathrm{norms}[d] = \big\lVert J^{(T)} J^{(T-1)} \cdots J^{(T-d+1)} \big\rVert_2
+        = \left\lVert \frac{d\mathbf{h}^{(T)}}{d\mathbf{h}^{(T-d)}} \right\rVert_2 ,
+
+    with ``norms[0] = 1`` for the empty product: the worst-case gain of a gradient
+    travelling back ``d`` steps.
 
     Args:
-        jacobians: ``(T, H, H)`` from :func:`rnn_step_jacobians`.
+        jacobians: from :func:`rnn_step_jacobians`.
 
     Returns:
-        norms ``(T,)``.
+        ``norms``.
+
+    Shape:
+        ``jacobians (T, H, H)`` → ``norms (T,)``.
     """
     expect_tensor("jacobians", jacobians)
     expect_floating("jacobians", jacobians)
@@ -241,26 +276,31 @@ def jacobian_product_norms(jacobians: Tensor) -> Tensor:
     P = torch.eye(H, dtype=jacobians.dtype, device=jacobians.device)
     norms = [torch.linalg.matrix_norm(P, ord=2)]
     for d in range(1, T):
-        # ∂h_{T-1}/∂h_{T-1-d} = (∂h_{T-1}/∂h_{T-d}) · J_{T-d}
+        # dh^(T)/dh^(T-d) = (dh^(T)/dh^(T-d+1)) · ∂h^(T-d+1)/∂h^(T-d)
         P = P @ jacobians[T - d]
         norms.append(torch.linalg.matrix_norm(P, ord=2))
     return torch.stack(norms)
 
 
 def linear_backward_norms(W: Tensor, v: Tensor, steps: int) -> Tensor:
-    """``‖(Wᵀ)^k v‖`` for ``k = 0..steps``: the backward pass without the squashing.
+    r"""``‖(Wᵀ)^k v‖`` for ``k = 0, …, steps``: the backward pass without the squashing.
 
-    Each step back multiplies the gradient row vector by ``W_hᵀ`` (for ``h_t = h_{t-1} W_h``
-    the gradient is ``g_{t-1} = g_t W_hᵀ``). With ``W = V Λ V⁻¹`` the component along an
-    eigenvector grows like ``|λ|^k``: above 1 it explodes, below 1 it vanishes.
+    For the linear recurrence :math:`\mathbf{h}^{(t)} = W \mathbf{h}^{(t-1)}` each step
+    back multiplies the (column) gradient by :math:`W^\top`:
+    :math:`d\mathcal{L}/d\mathbf{h}^{(t-1)} = W^\top\, d\mathcal{L}/d\mathbf{h}^{(t)}`. With
+    :math:`W^\top = V \Lambda V^{-1}` the component along an eigenvector grows like
+    :math:`|\lambda|^k`: above 1 it explodes, below 1 it vanishes.
 
     Args:
-        W: ``(H, H)``.
-        v: the starting gradient ``(H,)``.
+        W: the recurrent matrix (of the column-vector recurrence).
+        v: the starting gradient.
         steps: how many steps back.
 
     Returns:
-        norms ``(steps + 1,)``, ``norms[0] = ‖v‖``.
+        ``norms``, with ``norms[0] = ‖v‖``.
+
+    Shape:
+        ``W (H, H)``, ``v (H,)`` → ``norms (steps + 1,)``.
     """
     _expect_square("W", W)
     expect_tensor("v", v)

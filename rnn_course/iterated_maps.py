@@ -1,12 +1,13 @@
 """One-dimensional iterated maps: the smallest picture of exploding and vanishing gradients.
 
-A recurrent net with one unit and no input is the iterated map ``h_{t+1} = f(h_t)``. Its
-fixed points ``f(x*) = x*`` are *sinks* (``|f'(x*)| < 1``, nearby points are pulled in) or
-*sources* (``|f'(x*)| > 1``, nearby points are pushed away). By the chain rule
+A recurrent net with one unit and no input is the iterated map
+:math:`h^{(t+1)} = f(h^{(t)})`. Its fixed points :math:`f(h^\\star) = h^\\star` are *sinks*
+(:math:`|f'(h^\\star)| < 1`, nearby points are pulled in) or *sources*
+(:math:`|f'(h^\\star)| > 1`, nearby points are pushed away). By the chain rule
 
 .. math::
 
-    \\frac{\\partial h_T}{\\partial h_1} = \\prod_{t=1}^{T-1} f'(h_t),
+    \\frac{d h^{(T)}}{d h^{(1)}} = \\prod_{t=1}^{T-1} f'\\big(h^{(t)}\\big),
 
 which vanishes for a start in a sink's basin and explodes at the boundary between two
 basins, where a source sits. Plain NumPy, float64.
@@ -33,16 +34,16 @@ def _expect_callable(name: str, f: object) -> None:
         raise TypeError(f"{name} must be callable, got {type(f).__name__}")
 
 
-def iterate(f: ScalarMap, x0: float, steps: int) -> np.ndarray:
-    """The orbit ``x0, f(x0), f(f(x0)), …``, shape ``(steps + 1,)``."""
+def iterate(f: ScalarMap, h0: float, steps: int) -> np.ndarray:
+    """The orbit ``h0, f(h0), f(f(h0)), …``, shape ``(steps + 1,)``."""
     _expect_callable("f", f)
     steps = _expect_steps(steps)
-    xs = np.empty(steps + 1)
-    xs[0] = x0
+    hs = np.empty(steps + 1)
+    hs[0] = h0
     for t in range(steps):
-        # x_{t+1} = f(x_t)
-        xs[t + 1] = f(xs[t])
-    return xs
+        # h^(t+1) = f(h^(t))
+        hs[t + 1] = f(hs[t])
+    return hs
 
 
 def _bisect(g: ScalarMap, a: float, b: float, tol: float) -> float:
@@ -89,10 +90,10 @@ def fixed_points(f: ScalarMap, lo: float, hi: float, *, grid: int = 10001) -> np
     return np.array(sorted(roots))
 
 
-def classify_fixed_point(df: ScalarMap, x_star: float, *, tol: float = 1e-9) -> str:
-    """``"sink"`` if ``|f'(x*)| < 1``, ``"source"`` if ``> 1``, ``"neutral"`` within ``tol``."""
+def classify_fixed_point(df: ScalarMap, h_star: float, *, tol: float = 1e-9) -> str:
+    """``"sink"`` if ``|f'(h*)| < 1``, ``"source"`` if ``> 1``, ``"neutral"`` within ``tol``."""
     _expect_callable("df", df)
-    slope = abs(df(x_star))
+    slope = abs(df(h_star))
     if slope < 1 - tol:
         return "sink"
     if slope > 1 + tol:
@@ -100,21 +101,22 @@ def classify_fixed_point(df: ScalarMap, x_star: float, *, tol: float = 1e-9) -> 
     return "neutral"
 
 
-def cobweb(f: ScalarMap, x0: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """The vertices of the cobweb diagram of ``steps`` iterations from ``x0``.
+def cobweb(f: ScalarMap, h0: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices of the cobweb diagram of ``steps`` iterations from ``h0``.
 
-    Start on the diagonal at ``(x0, x0)``, go vertically to the graph ``(x_t, x_{t+1})``,
-    then horizontally back to the diagonal ``(x_{t+1}, x_{t+1})``, and so on.
+    Start on the diagonal at ``(h0, h0)``, go vertically to the graph
+    ``(h^(t), h^(t+1))``, then horizontally back to the diagonal ``(h^(t+1), h^(t+1))``,
+    and so on.
 
     Returns:
         ``(xs, ys)``, each ``(2 * steps + 1,)``: plot with ``plt.plot(xs, ys)``.
     """
-    orbit = iterate(f, x0, steps)
+    orbit = iterate(f, h0, steps)
     xs = np.empty(2 * steps + 1)
     ys = np.empty(2 * steps + 1)
     xs[0] = ys[0] = orbit[0]
     for t in range(steps):
-        # vertical: (x_t, x_t) → (x_t, x_{t+1}); horizontal: → (x_{t+1}, x_{t+1})
+        # vertical: (h^(t), h^(t)) → (h^(t), h^(t+1)); horizontal: → (h^(t+1), h^(t+1))
         xs[2 * t + 1], ys[2 * t + 1] = orbit[t], orbit[t + 1]
         xs[2 * t + 2], ys[2 * t + 2] = orbit[t + 1], orbit[t + 1]
     return xs, ys
@@ -152,11 +154,12 @@ def final_state_and_derivative(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Iterate ``h ← σ(w h + b)`` from every start in ``h1`` and differentiate the result.
 
-    ``h_T`` is the state after ``steps`` applications of the map to ``h_1``, and
+    :math:`h^{(T)}` is the state after ``steps = T - 1`` applications of the map to
+    :math:`h^{(1)}`, and
 
     .. math::
 
-        \\frac{\\partial h_T}{\\partial h_1} = \\prod_{t=1}^{T-1} f'(h_t),
+        \\frac{d h^{(T)}}{d h^{(1)}} = \\prod_{t=1}^{T-1} f'\\big(h^{(t)}\\big),
 
     accumulated as a sum of logarithms so that factors like 1.5¹⁰⁰ or 10⁻³⁰⁰ neither
     overflow nor underflow before the end (the final ``exp`` may still give ``inf`` or 0,
@@ -168,7 +171,7 @@ def final_state_and_derivative(
         steps: number of applications of the map.
 
     Returns:
-        ``(h_T, dh_T/dh_1)``, both of ``h1``'s shape.
+        ``(h^(T), dh^(T)/dh^(1))``, both of ``h1``'s shape.
     """
     steps = _expect_steps(steps)
     h = np.array(h1, dtype=np.float64)
@@ -176,7 +179,7 @@ def final_state_and_derivative(
     sign = np.ones_like(h)
     for _ in range(steps):
         s = _sigmoid(w * h + b)
-        slope = w * s * (1 - s)  # f'(h_t)
+        slope = w * s * (1 - s)  # f'(h^(t))
         with np.errstate(divide="ignore"):
             log_grad += np.log(np.abs(slope))
         sign *= np.sign(slope)

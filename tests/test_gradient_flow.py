@@ -75,16 +75,16 @@ def test_default_upstream_is_unit() -> None:
 
 
 def test_tanh_rnn_norms_match_jacobian_products() -> None:
-    """For one sequence: dJ/dh_t = u · J_{T-1} ⋯ J_{t+1}, with J from rnn_step_jacobians."""
+    """For one sequence: dL/dh^(t) = (J^(T) ⋯ J^(t+1))ᵀ u, with J from rnn_step_jacobians."""
     layer = make_layer("RNN", 2, 3)
     x = torch.randn(1, 6, 2, dtype=torch.float64)
     u = torch.tensor([[0.3, -1.0, 0.5]], dtype=torch.float64)
     h, _ = layer(x)
-    J = rnn_step_jacobians(h[0].detach(), layer.weight_hh_l0.detach().T)
+    J = rnn_step_jacobians(h[0].detach(), layer.weight_hh_l0.detach())
     g = u[0]
     expected = [g.norm()]
     for t in range(5, 0, -1):
-        g = g @ J[t]
+        g = J[t].T @ g
         expected.append(g.norm())
     expected = torch.stack(expected[::-1])
     torch.testing.assert_close(
@@ -211,12 +211,12 @@ def test_rnn_step_jacobians_match_autograd() -> None:
     x = torch.randn(5, 2, generator=gen, dtype=torch.float64)
     h = [torch.zeros(4, dtype=torch.float64)]
     for t in range(5):
-        h.append(torch.tanh(h[-1] @ W_h + x[t] @ W_x))
+        h.append(torch.tanh(W_h @ h[-1] + x[t] @ W_x))
     J = rnn_step_jacobians(torch.stack(h[1:]), W_h)
     assert J.shape == (5, 4, 4)
     for t in range(5):
         expected = torch.autograd.functional.jacobian(
-            lambda hp, t=t: torch.tanh(hp @ W_h + x[t] @ W_x), h[t]
+            lambda hp, t=t: torch.tanh(W_h @ hp + x[t] @ W_x), h[t]
         )
         torch.testing.assert_close(J[t], expected, rtol=1e-12, atol=1e-14)
 
