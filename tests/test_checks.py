@@ -1,0 +1,310 @@
+"""The registry of checks, the self-check's messages, and grading with solutions and mistakes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnn_grader import checks
+from rnn_grader.checks import registry
+from rnn_grader.student import selfcheck
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "submissions"))
+import mistakes as fx
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = b"unit-tests-secret-0123456789"
+SOLUTIONS = {a: fx.namespace(fx.solution_sources(ROOT, a)) for a in fx.ASSIGNMENTS}
+ASSIGNMENT_OF = {n: a for a, names in registry.ASSIGNMENTS.items() for n in names}
+
+
+def solution_ns(name: str) -> dict:
+    return SOLUTIONS[ASSIGNMENT_OF[name]]
+
+
+@functools.cache
+def graded_cases(name: str, hidden: bool) -> tuple[tuple[dict, dict, dict], ...]:
+    """(inputs, expected, mistakes) of every case, computed once per test session."""
+    check = registry.get(name)
+    return tuple(
+        (case, check.expected(case), check.mistakes(case))
+        for case in check.cases(hidden=hidden, secret=SECRET)
+    )
+
+
+def run_check(name: str, ns: dict, *, hidden: bool = False) -> str:
+    """Grade ``ns`` on check ``name`` exactly as the grader does (driver, then comparison)."""
+    kind = "hidden" if hidden else "public"
+    cases = graded_cases(name, hidden)
+    for i, (case, want, wrong) in enumerate(cases, start=1):
+        outputs = selfcheck.run(checks.call(name), ns, case)
+        checks.compare(
+            name, outputs, want, case_label=f"{kind} case {i}", hidden=hidden, mistakes=wrong
+        )
+    return f"{name}: all {len(cases)} {kind} cases passed"
+
+
+def failure(name: str, ns: dict, *, hidden: bool = False) -> str:
+    with pytest.raises(AssertionError) as info:
+        run_check(name, ns, hidden=hidden)
+    return str(info.value)
+
+
+def is_plain(value: object) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype == np.float64
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(is_plain(v) for v in value)
+    return isinstance(value, bool | int | float)
+
+
+def same(a: dict, b: dict) -> bool:
+    """Equal plain data, compared through its exact JSON encoding."""
+    return json.dumps(selfcheck.encode(a)) == json.dumps(selfcheck.encode(b))
+
+
+@pytest.mark.parametrize("name", registry.NAMES)
+def test_cases_are_plain_and_reproducible_and_hidden_ones_follow_the_secret(name: str) -> None:
+    check = registry.get(name)
+    public = check.cases(hidden=False)
+    hidden = check.cases(hidden=True, secret=SECRET)
+    assert len(public) >= 2 and len(hidden) > len(public)
+    assert all(is_plain(c) for c in public + hidden)
+    assert all(same(a, b) for a, b in zip(hidden, check.cases(hidden=True, secret=SECRET), strict=True))
+    other = check.cases(hidden=True, secret=b"another-course-secret-987654")
+    assert not any(same(a, b) for a, b in zip(hidden, other, strict=True))
+    assert not any(same(a, b) for a in public for b in hidden)
+
+
+def test_hidden_cases_need_the_secret() -> None:
+    with pytest.raises(ValueError, match="course secret"):
+        registry.get("rnn_forward").cases(hidden=True)
+    with pytest.raises(ValueError, match="course secret"):
+        checks.cases("rnn_forward", hidden=True, secret=b"")
+
+
+def test_unknown_check_name_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"name must be one of .*got 'rnn_backwards'"):
+        checks.cases("rnn_backwards", hidden=False)
+
+
+def test_registry_covers_the_contract() -> None:
+    assert registry.ASSIGNMENTS == {
+        "rnn_bptt": (
+            "rnn_step_forward",
+            "rnn_step_backward",
+            "rnn_forward",
+            "rnn_backward",
+            "grad_norms_through_time",
+            "clip_grad_norm",
+        ),
+        "gated_cells": (
+            "sigmoid",
+            "lstm_step_forward",
+            "lstm_step_backward",
+            "lstm_forward",
+            "lstm_backward",
+            "gru_step_forward",
+            "gru_step_backward",
+        ),
+        "deep_birnn": ("birnn_forward", "stacked_rnn_forward", "highway_forward"),
+    }
+    assert registry.DEPENDENCIES["rnn_backward"] == ["rnn_forward", "rnn_backward"]
+    for name, deps in registry.DEPENDENCIES.items():
+        assert name in deps
+
+
+@pytest.mark.parametrize("name", [n for n in registry.NAMES if registry.get(n).cost])
+def test_every_backward_check_has_a_costly_hidden_case(name: str) -> None:
+    """The last hidden case has over 10^5 input entries: numerical differentiation needs
+    that many forward runs of at least 10^6 multiply-adds each."""
+    case = registry.get(name).cases(hidden=True, secret=SECRET)[-1]
+    sizes = [v.size for v in case.values() if isinstance(v, np.ndarray)]
+    assert sum(sizes) > 100_000
+    weights = case["Wx"].size + case["Wh"].size
+    assert weights > 30_000
+    forward_flops = case["x"].size * case["Wx"].shape[1] + case["h0" if "h0" in case else "h_prev"].size * case["Wh"].shape[1]
+    assert forward_flops * weights > 10**11
+
+
+@pytest.mark.parametrize("name", registry.NAMES)
+def test_instructor_solutions_pass_public_and_hidden_cases(name: str) -> None:
+    ns = solution_ns(name)
+    assert "passed" in run_check(name, ns)
+    assert "hidden" in run_check(name, ns, hidden=True)
+
+
+@pytest.mark.parametrize("m", fx.MISTAKES, ids=lambda m: m.name)
+def test_each_mistake_fails_exactly_its_checks_with_a_hint(m: fx.Mistake) -> None:
+    ns = fx.namespace(m.apply(fx.solution_sources(ROOT, m.assignment)))
+    failed = {}
+    for name in registry.ASSIGNMENTS[m.assignment]:
+        try:
+            run_check(name, ns)
+            run_check(name, ns, hidden=True)
+        except AssertionError as exc:
+            failed[f"test_{name}"] = str(exc)
+    assert set(failed) == m.breaks
+    assert "HINT:" in failed[m.hint_test]
+    assert m.hint in failed[m.hint_test]
+
+
+def test_driver_hands_fresh_copies_to_the_student() -> None:
+    case, want, _ = graded_cases("rnn_step_forward", False)[0]
+    before = {k: v.copy() for k, v in case.items()}
+
+    def rnn_step_forward(x, h_prev, Wx, Wh, b):
+        out = np.tanh(x @ Wx + h_prev @ Wh + b)
+        x[:] = 0.0  # vandalizes its inputs
+        Wx *= 2
+        return out, None
+
+    outputs = selfcheck.run(checks.call("rnn_step_forward"), {"rnn_step_forward": rnn_step_forward}, case)
+    for k, v in before.items():
+        np.testing.assert_array_equal(case[k], v)
+    checks.compare("rnn_step_forward", outputs, want, case_label="public case 1")
+
+
+HIGHWAY_CASE, HIGHWAY_WANT, _ = graded_cases("highway_forward", False)[0]
+HIGHWAY_SHAPE = HIGHWAY_CASE["x"].shape
+
+
+@pytest.mark.parametrize(
+    ("returned", "phrase"),
+    [
+        (None, "got None"),
+        ([[0.0]], "got a list (convert it with np.asarray)"),
+        (np.zeros(HIGHWAY_SHAPE, dtype=np.int64), "dtype int64, expected float64"),
+        (np.zeros(HIGHWAY_SHAPE, dtype=np.float32), "dtype float32, expected float64"),
+        (np.zeros(HIGHWAY_SHAPE[::-1]), f"has shape {HIGHWAY_SHAPE[::-1]}, expected shape"),
+        (np.full(HIGHWAY_SHAPE, np.nan), "contains nan or inf"),
+        (object(), "got a object"),
+    ],
+)
+def test_outputs_of_the_wrong_kind_give_a_message(returned: object, phrase: str) -> None:
+    with pytest.raises(AssertionError) as info:
+        checks.compare("highway_forward", {"y": returned}, HIGHWAY_WANT, case_label="public case 1")
+    assert phrase in str(info.value)
+    assert "HINT:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("result", "phrase"),
+    [
+        (None, "got None (is a return statement missing?)"),
+        (np.zeros((3, 6)), "must return a tuple (h_next, cache), got a ndarray"),
+        ((np.zeros((3, 6)),), "got a tuple of 1 values"),
+    ],
+)
+def test_wrong_return_structure_is_reported(result: object, phrase: str) -> None:
+    ns = {"rnn_step_forward": lambda *args: result}
+    assert phrase in failure("rnn_step_forward", ns)
+    assert "could not be checked" in failure("rnn_step_backward", {**ns, "rnn_step_backward": None})
+
+
+def test_wrong_value_message_has_location_errors_tolerance_and_hint() -> None:
+    ns = {"highway_forward": lambda x, W_h, b_h, W_t, b_t: np.tanh(x @ W_h + b_h)}
+    message = failure("highway_forward", ns)
+    for phrase in (
+        "y differs",
+        "largest absolute error",
+        "at index",
+        "largest relative error",
+        "rtol 1e-06, atol 1e-08",
+        "HINT:",
+    ):
+        assert phrase in message
+
+
+def test_hidden_case_messages_show_no_values() -> None:
+    """A failure on a hidden case names the output that differs, never a number of the case."""
+    wrong = solution_ns("rnn_backward")
+
+    def rnn_backward(dh, cache):
+        dx, dh0, dWx, dWh, db = wrong["rnn_backward"](dh, cache)
+        return dx, dh0, dWx, dWh * 1.5, db
+
+    ns = {**wrong, "rnn_backward": rnn_backward}
+    run_check("rnn_backward", {**wrong}, hidden=True)  # the unchanged solution passes
+    message = failure("rnn_backward", ns, hidden=True)
+    assert "dWh differs" in message and "entries differ" in message
+    assert "got " not in message and "expected " not in message.replace("expected value", "")
+    assert "index" not in message
+    clip = solution_ns("clip_grad_norm")["clip_grad_norm"]
+    ns = {"clip_grad_norm": lambda g, m: (clip(g, m)[0], clip(g, m)[1] + 1.0)}
+    message = failure("clip_grad_norm", ns, hidden=True)
+    assert "total_norm differs" in message and "got" not in message
+
+
+def test_sigmoid_overflow_is_reported_with_a_hint() -> None:
+    message = failure("sigmoid", {"sigmoid": lambda x: 1 / (1 + np.exp(-x))})
+    assert "FloatingPointError" in message and "HINT:" in message
+
+
+def test_clip_grad_norm_missing_key_and_wrong_norm() -> None:
+    ns = {"clip_grad_norm": lambda grads, m: ({"Wx": grads["Wx"]}, 1.0)}
+    assert "same keys as grads" in failure("clip_grad_norm", ns)
+    clip = solution_ns("clip_grad_norm")["clip_grad_norm"]
+    ns = {"clip_grad_norm": lambda grads, m: (clip(grads, m)[0], None)}
+    assert "total_norm must be a float, got None" in failure("clip_grad_norm", ns)
+
+
+def test_residual_size_mismatch_must_raise() -> None:
+    ref_ns = solution_ns("stacked_rnn_forward")
+    lenient = dict(ref_ns)
+
+    def stacked_rnn_forward(x, h0s, layers, residual=False):
+        try:
+            return ref_ns["stacked_rnn_forward"](x, h0s, layers, residual)
+        except ValueError:
+            return ref_ns["stacked_rnn_forward"](x, h0s, layers, False)
+
+    lenient["stacked_rnn_forward"] = stacked_rnn_forward
+    run_check("stacked_rnn_forward", lenient)  # public cases have matching sizes
+    assert "must raise ValueError" in failure("stacked_rnn_forward", lenient, hidden=True)
+
+
+def test_student_exceptions_propagate() -> None:
+    def sigmoid(x):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        run_check("sigmoid", {"sigmoid": sigmoid})
+    with pytest.raises(NameError, match="sigmoid is not defined"):
+        run_check("sigmoid", {})
+
+
+def test_numerical_gradient_and_relative_error() -> None:
+    rng = np.random.default_rng(0)
+    x, W, df = rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=(3, 2))
+    num = selfcheck.numerical_gradient(lambda v: np.tanh(v @ W), x, df)
+    exact = (df * (1 - np.tanh(x @ W) ** 2)) @ W.T
+    assert selfcheck.relative_error(num, exact) < 1e-8
+    assert selfcheck.relative_error(num, exact * 1.01) > 1e-3
+    with pytest.raises(TypeError, match="float64"):
+        selfcheck.numerical_gradient(lambda v: v, np.zeros(3, dtype=np.float32), np.ones(3))
+    with pytest.raises(ValueError, match="same shape"):
+        selfcheck.relative_error(np.zeros(2), np.zeros(3))
+
+
+def test_plain_data_round_trips_exactly() -> None:
+    rng = np.random.default_rng(1)
+    value = {
+        "a": rng.normal(size=(2, 3)),
+        "grads": {"Wx": rng.normal(size=4), "b": np.array([np.inf, -0.0, 1e-300])},
+        "layers": [[rng.normal(size=(2, 2)), rng.normal(size=2)]],
+        "residual": True,
+        "max_norm": 0.1 + 0.2,
+    }
+    back = selfcheck.decode(json.loads(json.dumps(selfcheck.encode(value))))
+    np.testing.assert_array_equal(back["a"], value["a"])
+    np.testing.assert_array_equal(back["grads"]["b"], value["grads"]["b"])
+    np.testing.assert_array_equal(back["layers"][0][0], value["layers"][0][0])
+    assert back["residual"] is True and back["max_norm"] == value["max_norm"]
