@@ -34,7 +34,7 @@ def _softmax_run(body: str, **kw) -> sandbox.CheckResult:
         {"id": "setup0", "kind": "setup", "source": "import numpy as np"},
         {"id": "softmax", "kind": "answer", "source": f"def softmax(z):\n{body}\n"},
     ]
-    report = run_sandbox(cells, [("softmax", [CASE])], DRIVERS, limits=LIMITS, **kw)
+    report = run_sandbox(cells, [{"name": "softmax", "call": "softmax", "cases": [CASE]}], DRIVERS, limits=LIMITS, **kw)
     return report.checks["softmax"]
 
 

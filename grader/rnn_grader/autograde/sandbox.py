@@ -9,7 +9,16 @@ no course directory, no gradebook, no other submission, neither torch nor rnn_co
 When the grader runs as root, bwrap keeps only ``CAP_SETUID``/``CAP_SETGID`` and the
 worker switches to a fresh unprivileged uid before reading the student's code, so
 ``RLIMIT_NPROC`` is enforced (the kernel never enforces it for uid 0). Otherwise bwrap
-maps the caller to ``nobody`` in a user namespace.
+maps the caller to ``nobody`` in a user namespace, and ``--disable-userns`` forbids
+nested ones.
+
+Around every run: a control group (:mod:`~rnn_grader.autograde.cgroups`) caps the memory
+of all the sandbox's processes together, its CPUs and its process count, so that the
+kernel kills the sandbox, never the grader; a seccomp filter
+(:mod:`~rnn_grader.autograde.seccomp`) denies the system calls that hold memory outside
+those limits or leave the namespaces. Where one of these protections cannot be had
+(typically no cgroup for an ordinary user), :func:`missing_protections` names it and
+grading says so.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from rnn_grader.autograde.protocol import FrameReader, ProtocolError, encode
+from rnn_grader.autograde import cgroups, seccomp
+from rnn_grader.autograde.protocol import MAX_FRAME_BYTES, FrameReader, ProtocolError, encode
 
 BWRAP = "/usr/bin/bwrap"
 WORKER_PATH = Path(__file__).with_name("worker.py")
@@ -51,11 +61,15 @@ class SandboxLimits:
     notebook_timeout: float = 60.0  # wall seconds for everything one notebook runs
     cpu_seconds: int = 60  # RLIMIT_CPU of every process in the sandbox
     memory_bytes: int = 1 << 30  # RLIMIT_AS (address space) of every process
+    sandbox_memory_bytes: int = 1 << 30  # cgroup cap on all its processes' memory together
+    cpu_cores: float = 1.0  # cgroup CPU quota of the whole sandbox, in CPUs
     max_processes: int = 32  # RLIMIT_NPROC for the sandbox's own uid
     max_file_bytes: int = 4 << 20  # RLIMIT_FSIZE: largest file it may write
     tmp_bytes: int = 8 << 20  # size of the sandbox's /tmp
     max_output_bytes: int = 256 << 10  # printed output (stdout + stderr) before it is killed
-    max_message_bytes: int = 32 << 20  # protocol bytes before it is killed
+    max_frame_bytes: int = MAX_FRAME_BYTES  # largest protocol message
+    max_message_bytes: int = 64 << 20  # protocol bytes of one notebook, all runs together
+    require_cgroup: bool = False  # refuse to grade where no memory cgroup can be made
 
 
 @dataclass
@@ -77,6 +91,10 @@ class SandboxReport:
     output_head: str = ""  # first bytes the student's code printed
     runs: int = 0  # sandbox processes started (> 1 after a timeout or crash)
     seconds: float = 0.0
+    protocol_bytes: int = 0  # bytes the worker sent, all runs together
+    memory_peak: int | None = None  # most memory the sandbox's cgroup held (bytes)
+    oom_kills: int = 0  # processes the kernel killed for exceeding the cgroup's memory
+    missing: tuple[str, ...] = ()  # protections that could not be applied to this run
 
 
 def _runtime_paths() -> dict[str, Path]:
@@ -103,9 +121,13 @@ def _version() -> str:
 
 
 def bwrap_command(
-    drivers: Path, uid: int, limits: SandboxLimits | None = None
+    drivers: Path, uid: int, limits: SandboxLimits | None = None, seccomp_fd: int | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """The bwrap command line that runs the worker, and the environment inside."""
+    """The bwrap command line that runs the worker, and the environment inside.
+
+    ``seccomp_fd`` is a readable descriptor holding the compiled filter (bwrap
+    ``--seccomp``); the caller must pass it on to bwrap.
+    """
     limits = limits or SandboxLimits()
     p = _runtime_paths()
     v = _version()
@@ -127,7 +149,9 @@ def bwrap_command(
     if root:
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
-        cmd += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+        cmd += ["--unshare-user", "--disable-userns", "--uid", "65534", "--gid", "65534"]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     for d in ("/usr", "/usr/lib"):
         cmd += ["--perms", "0755", "--dir", d]
     for name in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/aarch64-linux-gnu"):
@@ -181,21 +205,75 @@ def probe_sandbox() -> str:
     """Return "" when bubblewrap works here, else the reason it does not."""
     if not Path(BWRAP).exists() and not shutil.which("bwrap"):
         return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-    cmd, _ = bwrap_command(WORKER_PATH, 0)
+    fd = None if seccomp.probe() else seccomp.program_fd()
+    cmd, _ = bwrap_command(WORKER_PATH, 0, None, fd)
     probe = "import sys; sys.path.insert(0, '/opt/site'); import numpy"
     cmd = [*cmd[: cmd.index("-S") + 4], "-c", probe]
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+        done = subprocess.run(
+            cmd, capture_output=True, timeout=30, check=False, pass_fds=() if fd is None else (fd,)
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap could not start: {exc}"
+    finally:
+        if fd is not None:
+            os.close(fd)
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip()[-500:]
         return f"bubblewrap does not work here (exit {done.returncode}): {err}"
     return ""
 
 
-def ensure_sandbox(unsafe: bool) -> None:
+#: Joins the cgroups named in $RNNG_CGROUP_PROCS, then becomes the sandbox: every process
+#: the sandbox ever starts is created inside the groups.
+JOIN_CGROUP = 'for f in $RNNG_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
+JOIN_FAILED = 125
+
+
+@functools.cache
+def missing_protections(unsafe: bool = False) -> tuple[str, ...]:
+    """The protections this machine cannot give a sandbox, each with what it means and why.
+
+    Empty when grading runs with everything: bubblewrap, a memory, CPU and pids cgroup
+    per sandbox, and the seccomp filter (plus ``--disable-userns`` for an ordinary user).
+    """
+    missing = []
+    if unsafe:
+        missing.append(
+            "sandbox: --unsafe-no-sandbox runs student code with the grader's own permissions"
+        )
+    reason, controllers = cgroups.probe()
+    if reason:
+        missing.append(
+            "memory cgroup: a sandbox's processes together are not capped (only each "
+            "process's address space is), so memory outside RLIMIT_AS can exhaust the "
+            f"machine; CPU quota: spinning processes can slow other students' checks ({reason})"
+        )
+    for ctl in controllers:
+        what = {
+            "cpu": "CPU quota: spinning processes can slow other students' checks",
+            "pids": "pids cgroup: only RLIMIT_NPROC bounds the sandbox's processes",
+        }.get(ctl, ctl)
+        missing.append(f"{what} (the {ctl} controller is not available)")
+    if not unsafe:
+        why = seccomp.probe()
+        if why:
+            missing.append(
+                "seccomp filter: memfd_create, unshare, mount, ptrace, keyctl, bpf and the "
+                f"like are not denied inside the sandbox ({why})"
+            )
+    return tuple(missing)
+
+
+def ensure_sandbox(unsafe: bool, require_cgroup: bool = False) -> None:
     """Raise ``SandboxUnavailable`` with a clear message unless grading may proceed."""
+    if require_cgroup:
+        reason, _ = cgroups.probe()
+        if reason:
+            raise SandboxUnavailable(
+                f"no memory cgroup can be created for the sandbox ({reason}), and "
+                "TrustedExecute.require_cgroup is set"
+            )
     if unsafe:
         return
     reason = probe_sandbox()
@@ -245,8 +323,16 @@ def _signal_text(code: int | None) -> str:
 class _Run:
     """One sandbox process: feed it the request, parse its frames, enforce limits."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], limits: SandboxLimits) -> None:
+    def __init__(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        limits: SandboxLimits,
+        group: cgroups.SandboxCgroup | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.limits = limits
+        self.group = group
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -255,11 +341,27 @@ class _Run:
             start_new_session=True,
             env=env,
             close_fds=True,
+            pass_fds=pass_fds,
         )
+
+    def death(self) -> str:
+        """Why the worker died, from its exit status and its cgroup's OOM count."""
+        code = self.proc.poll()
+        if code == JOIN_FAILED and self.group is not None:
+            return "could not be placed in its memory cgroup"
+        if self.group is not None and self.group.oom_kills():
+            mib = self.limits.sandbox_memory_bytes / 2**20
+            return (
+                f"ran out of memory: the sandbox's processes together reached its limit "
+                f"of {mib:g} MiB and the kernel killed them"
+            )
+        return _signal_text(code)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.group is not None:  # everything in the cgroup, whatever its session
+            self.group.kill_all()
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 if pipe:
@@ -292,8 +394,8 @@ def run_sandbox(
     notebook's time budget lasts.
     """
     limits = limits or SandboxLimits()
-    ensure_sandbox(unsafe)
-    report = SandboxReport()
+    ensure_sandbox(unsafe, limits.require_cgroup)
+    report = SandboxReport(missing=missing_protections(unsafe))
     t0 = time.monotonic()
     deadline = t0 + limits.notebook_timeout
     pending = list(checks)
@@ -327,6 +429,7 @@ def _one_run(
 ) -> tuple[bool, str | None, str]:
     """One worker process over ``pending``; fills ``report``; returns (progressed, failure)."""
     root = os.getuid() == 0
+    seccomp_fd: int | None = None
     if unsafe:
         cmd = unsafe_command(drivers, _unsafe_site())
         env = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -335,7 +438,9 @@ def _one_run(
         launch_env = env
     else:
         uid = secrets.randbelow(1_000_000_000) + 1_000_000
-        cmd, _ = bwrap_command(drivers, uid, limits)
+        if not seccomp.probe():
+            seccomp_fd = seccomp.program_fd()
+        cmd, _ = bwrap_command(drivers, uid, limits, seccomp_fd)
         launch_env = {"PATH": "/usr/bin:/bin"}
     cmd_env = dict(launch_env)
     # bwrap clears the environment, so the limits travel on the command line
@@ -346,13 +451,41 @@ def _one_run(
         i = cmd.index("--clearenv") + 1
         cmd[i:i] = ["--setenv", "RNNG_LIMITS", limit_json]
     request = encode({"cells": cells, "checks": pending})
-    run = _Run(cmd, cmd_env, limits)
+    group = None
+    if not cgroups.probe()[0]:
+        # the sandbox's processes, together: memory, CPU quota, process count
+        glimits = cgroups.CgroupLimits(
+            limits.sandbox_memory_bytes, limits.cpu_cores, limits.max_processes + 8
+        )
+        with contextlib.suppress(cgroups.CgroupUnavailable):
+            group = cgroups.SandboxCgroup.create(glimits)
+    if group is not None:
+        cmd = ["/bin/sh", "-c", JOIN_CGROUP, "sh", *cmd]
+        cmd_env["RNNG_CGROUP_PROCS"] = " ".join(str(f) for f in group.procs_files)
+    elif limits.require_cgroup:
+        raise SandboxUnavailable("no memory cgroup could be created for the sandbox")
+    pass_fds = () if seccomp_fd is None else (seccomp_fd,)
+    try:
+        run = _Run(cmd, cmd_env, limits, group, pass_fds)
+    except BaseException:
+        if group is not None:
+            group.remove()
+        raise
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
     sel = selectors.DefaultSelector()
     try:
         return _drive(run, sel, request, pending, limits, deadline, report)
     finally:
         sel.close()
         run.kill()
+        if group is not None:
+            peak = group.peak_bytes()
+            if peak is not None:
+                report.memory_peak = max(report.memory_peak or 0, peak)
+            report.oom_kills += group.oom_kills()
+            group.remove()
 
 
 def _drive(run, sel, request, pending, limits, deadline, report):
@@ -365,18 +498,24 @@ def _drive(run, sel, request, pending, limits, deadline, report):
     for pipe in (proc.stdout, proc.stderr):
         os.set_blocking(pipe.fileno(), False)
         sel.register(pipe, selectors.EVENT_READ)
-    reader = FrameReader(limits.max_message_bytes)
+    reader = FrameReader(limits.max_frame_bytes)
     names = [c["name"] for c in pending]
     ncases = {c["name"]: len(c["cases"]) for c in pending}
     position = 0  # index in names of the next check to start
     current: CheckResult | None = None
     phase_end = min(deadline, time.monotonic() + limits.check_timeout)
     printed = 0
-    proto_bytes = 0
     progressed = False
     open_pipes = 2
 
     def fail(message: str, ename: str) -> tuple[bool, str, str]:
+        kills = run.group.oom_kills() if run.group is not None else 0
+        if kills and "ran out of memory" not in message:
+            mib = limits.sandbox_memory_bytes / 2**20
+            message += (
+                f"; the kernel killed {kills} of its processes for exceeding the sandbox's "
+                f"memory limit of {mib:g} MiB"
+            )
         if current is not None:
             current.failure, current.ename = message, ename
             report.checks[current.name] = current
@@ -411,9 +550,12 @@ def _drive(run, sel, request, pending, limits, deadline, report):
                         "RuntimeError",
                     )
                 continue
-            proto_bytes += len(data)
-            if proto_bytes > limits.max_message_bytes:
-                return fail("sent more data than allowed", "RuntimeError")
+            report.protocol_bytes += len(data)
+            if report.protocol_bytes > limits.max_message_bytes:
+                return fail(
+                    f"the notebook's checks sent more than {limits.max_message_bytes} bytes",
+                    "RuntimeError",
+                )
             try:
                 for msg in reader.feed(data):
                     kind = msg.get("kind") if isinstance(msg, dict) else None
@@ -470,4 +612,5 @@ def _drive(run, sel, request, pending, limits, deadline, report):
         code = proc.wait(timeout=max(0.1, phase_end - time.monotonic()))
     except subprocess.TimeoutExpired:
         return fail(f"time limit of {limits.check_timeout:g} s exceeded", "TimeoutError")
-    return fail(f"the grading worker {_signal_text(code)}", "RuntimeError")
+    del code
+    return fail(f"the grading worker {run.death()}", "RuntimeError")
