@@ -5,9 +5,9 @@ gradient and shortens the step:
 
 .. math::
 
-    \\hat g \\leftarrow \\frac{\\partial E}{\\partial \\theta}, \\qquad
-    \\text{if } \\lVert \\hat g \\rVert \\ge \\tau:\\ \\hat g \\leftarrow
-    \\frac{\\tau}{\\lVert \\hat g \\rVert}\\, \\hat g .
+    \\hat{\\mathbf{g}} \\leftarrow \\frac{d\\mathcal{L}}{d\\theta}, \\qquad
+    \\text{if } \\lVert \\hat{\\mathbf{g}} \\rVert \\ge \\tau:\\ \\hat{\\mathbf{g}}
+    \\leftarrow \\frac{\\tau}{\\lVert \\hat{\\mathbf{g}} \\rVert}\\, \\hat{\\mathbf{g}} .
 
 The functions here follow :func:`torch.nn.utils.clip_grad_norm_` and
 :func:`torch.nn.utils.clip_grad_value_` exactly (same results, same in-place updates, same
