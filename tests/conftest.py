@@ -1,13 +1,20 @@
-"""Shared fixtures: the devices to run on, and the repository root."""
+"""Shared fixtures: the devices to run on, and the repository root.
+
+Grading needs a course secret; the tests use their own (never a course's), through the
+environment so that nbgrader subprocesses see it too.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+TEST_SECRET = "tests-only-course-secret-4f1c9a"
+os.environ["RNN_COURSE_SECRET"] = TEST_SECRET
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

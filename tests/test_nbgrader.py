@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "submissions"))
+import cheats
 import mistakes as fx
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,14 @@ def submissions(assignment: str) -> dict[str, dict[str, Any]]:
         for m in fx.combined(names):
             sources = m.apply(sources)
         subs[f"mistakes{i}"] = fx.notebook_with(ROOT, assignment, sources)
+    # built from everything the repository ships, without the course secret
+    subs["cheat_lookup"] = fx.notebook_with(
+        ROOT, assignment, cheats.lookup_table_sources(ROOT, assignment)
+    )
     if assignment == "rnn_bptt":
+        subs["cheat_numeric"] = fx.notebook_with(
+            ROOT, assignment, cheats.numerical_backward_sources(solution, assignment)
+        )
         # first in the batch: a duplicated answer cell and a deleted test cell
         nb = copy.deepcopy(subs["solution"])
         cells = nb["cells"]
@@ -181,14 +189,35 @@ def test_duplicated_and_deleted_cells_do_not_break_the_batch(graded: dict) -> No
     assert scores["aaa_edited"]["test_clip_grad_norm"] == full["test_clip_grad_norm"]
 
 
+@pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
+def test_a_lookup_table_of_everything_public_earns_nothing(graded: dict, assignment: str) -> None:
+    scores = graded[assignment]["scores"]["cheat_lookup"]
+    assert set(scores) == set(max_points(released(assignment)))
+    assert all(v == 0 for v in scores.values()), scores
+
+
+def test_numerically_differentiated_backward_functions_earn_nothing(graded: dict) -> None:
+    scores = graded["rnn_bptt"]["scores"]["cheat_numeric"]
+    full = max_points(released("rnn_bptt"))
+    backward = {"test_rnn_step_backward", "test_rnn_backward", "test_grad_norms_through_time"}
+    assert {g for g, v in scores.items() if v == 0} == backward
+    assert all(scores[g] == full[g] for g in set(full) - backward)
+    course = graded["rnn_bptt"]["course"]
+    nb = fx.load(course / "autograded" / "cheat_numeric" / "rnn_bptt" / "rnn_bptt.ipynb")
+    outputs = {fx.grade_id(c): json.dumps(c.get("outputs", [])) for c in nb["cells"]}
+    assert all("time limit" in outputs[g] for g in backward), {g: outputs[g] for g in backward}
+
+
 def test_grading_twice_gives_identical_scores(graded: dict) -> None:
     assert graded["deep_birnn"]["scores"] == graded["deep_birnn"]["scores_again"]
 
 
 def test_validate_passes_on_solution_and_fails_on_blank(tmp_path: Path) -> None:
     a = "deep_birnn"
-    solution = nbgrader(ROOT, "validate", str(ROOT / "solutions" / a / f"{a}.ipynb"))
-    blank = nbgrader(ROOT, "validate", str(ROOT / "assignments" / a / f"{a}.ipynb"))
+    shutil.copytree(ROOT / "assignments" / a, tmp_path / a)
+    shutil.copy(ROOT / "solutions" / a / f"{a}.ipynb", tmp_path / a / "solution.ipynb")
+    solution = nbgrader(ROOT, "validate", str(tmp_path / a / "solution.ipynb"))
+    blank = nbgrader(ROOT, "validate", str(tmp_path / a / f"{a}.ipynb"))
     assert "Success! Your notebook passes all the tests." in solution.stdout
     assert "NotImplementedError" in blank.stdout
     assert "Success!" not in blank.stdout

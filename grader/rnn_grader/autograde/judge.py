@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnn_grader.autograde.sandbox import CheckResult
-from rnn_grader.autograde.suite import GradingSuite
+from rnn_grader.autograde.suite import Case, GradingSuite
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,7 @@ def judge(
         if not isinstance(outputs, dict):
             return fail("AssertionError", f"{name} ({case.label}): no outputs")
         if "error" in outputs and isinstance(outputs.get("error"), str):
-            return fail(
-                "AssertionError",
-                f"{name} ({case.label}): calling your code raised {outputs['error']}",
-            )
+            return fail("AssertionError", _raised(name, case, outputs["error"]))
         try:
             suite.compare(name, _plain(outputs), case)
         except AssertionError as exc:
@@ -69,6 +66,22 @@ def judge(
             )
     parts = [f"{n_pub} public"] + ([f"{n_hid} hidden"] if n_hid else [])
     return Verdict(name, True, "", f"{name}: all {' and '.join(parts)} cases passed.", n_pub, n_hid)
+
+
+def _raised(name: str, case: Case, error: str) -> str:
+    """What to say when the student's code raised: the whole message only for public cases.
+
+    A message raised on a hidden case may carry its values (``raise ValueError(repr(x))``),
+    and hidden cases stay secret, so only the exception's type is shown.
+    """
+    if not case.hidden:
+        return f"{name} ({case.label}): calling your code raised {error}"
+    kind = error.split(":", 1)[0].strip() or "an exception"
+    return (
+        f"{name} ({case.label}): calling your code raised {kind} (the message is not shown: "
+        "it could reveal the hidden inputs). Run the public checks, and try other sizes "
+        "than theirs"
+    )
 
 
 def _plain(outputs: dict[str, Any]) -> dict[str, Any]:
