@@ -125,10 +125,11 @@ def memory_task(
 ) -> Batch:
     """Report at the last step the class shown at the first step.
 
-    Inputs have ``C + 1`` channels (``C = num_classes``). Step 0 is the one-hot code of the
-    class in channels ``0..C-1`` plus a 1 in channel ``C``, the "remember this" flag.
-    Steps ``1..T-1`` are distractors: Gaussian noise of standard deviation ``noise`` on the
-    class channels, flag 0, independent of the label. A model must keep one symbol for
+    Inputs have ``C + 1`` channels (``C = num_classes``). The first step,
+    :math:`\\mathbf{x}^{(1)}` = ``inputs[:, 0]``, is the one-hot code of the class in channels
+    ``0..C-1`` plus a 1 in channel ``C``, the "remember this" flag. Steps ``2..T`` are
+    distractors: Gaussian noise of standard deviation ``noise`` on the class channels, flag
+    0, independent of the label. A model must keep one symbol for
     ``T − 1`` steps while the noise keeps pushing its state; chance accuracy is ``1 / C``.
 
     Returns:
@@ -144,9 +145,9 @@ def memory_task(
     gen = _generator(seed)
     labels = torch.randint(0, C, (N,), generator=gen)
     inputs = torch.zeros(N, T, C + 1)
-    # steps 1..T-1: Gaussian noise on the class channels, flag off
+    # x^(2), ..., x^(T): Gaussian noise on the class channels, flag off
     inputs[:, 1:, :C] = noise * torch.randn(N, T - 1, C, generator=gen)
-    # step 0: the class, one-hot, and the flag
+    # x^(1): the class, one-hot, and the flag
     inputs[:, 0, :C] = torch.nn.functional.one_hot(labels, C).float()
     inputs[:, 0, C] = 1.0
     device = _device(device)
@@ -163,14 +164,14 @@ def right_context_labels(tokens: Tensor, vocab_size: int) -> Tensor:
     polarity = tokens % 2
     flip = torch.zeros_like(tokens)
     flip[:, :-1] = (tokens[:, 1:] >= vocab_size // 2).long()
-    # label_t = polarity(x_t) XOR flipper(x_{t+1})
+    # label of x^(t) = polarity(x^(t)) XOR flipper(x^(t+1))
     return polarity ^ flip
 
 
 def right_context_ceiling(seq_len: int) -> float:
     """The best expected accuracy of a left-to-right tagger on :func:`right_context_task`.
 
-    At step ``t < T − 1`` the next token is uniform and independent of everything read so
+    At every step ``t < T`` the next token is uniform and independent of everything read so
     far, so whether it flips the label is a fair coin: no causal model beats 1/2 there. At
     the last step the label is determined. Averaged over positions: ``(T + 1) / (2T)``.
     """
