@@ -37,9 +37,10 @@ class SequenceModel(nn.Module):
 
     Notes:
         For ``readout="last"`` with ``bidirectional=True`` the summary of the sequence is
-        ``[h→_{T-1}; h←_0]``: the forward direction has read everything at the last step,
-        the backward direction at the first (``output[:, -1, H:]`` would be the backward
-        state after reading one token only).
+        the book's :math:`[\\overrightarrow{\\mathbf{h}}^{(T)}; \\overleftarrow{\\mathbf{h}}^{(1)}]`
+        = ``[output[:, -1, :H]; output[:, 0, H:]]``: the forward direction has read
+        everything at the last step, the backward direction at the first
+        (``output[:, -1, H:]`` would be the backward state after reading one token only).
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class SequenceModel(nn.Module):
             return self.head(out)  # (N, T, output_size)
         H = self.hidden_size
         if self.bidirectional:
-            # forward direction done at T-1, backward direction done at 0
+            # forward direction done at step T (index -1), backward direction at step 1 (index 0)
             summary = torch.cat([out[:, -1, :H], out[:, 0, H:]], dim=1)  # (N, 2H)
         else:
             summary = out[:, -1]  # (N, H)
