@@ -24,7 +24,7 @@ loss terms hand over into the *total* derivatives
 and the gradient of each shared weight is a sum of one outer product per step,
 :math:`d\mathcal{L}/dW_h = \sum_t \boldsymbol{\delta}^{(t)} (\mathbf{h}^{(t-1)})^\top`.
 Batches, the row-vector layout and the gated cells are the business of the layers in
-:mod:`rnn_course.layers`, which autograd differentiates.
+:mod:`rnn_course.layers`.
 """
 
 from __future__ import annotations
