@@ -1,27 +1,52 @@
 """Hostile submissions cost only their own checks; the batch completes and leaves nothing.
 
-Every submission is the correct toy notebook with one attack in the ``softmax`` answer:
-``test_affine`` must keep its 2 points, ``test_softmax`` must get exactly the points the
-attack deserves, and a single ``nbgrader autograde`` over all of them must finish in
-bounded time and memory without leaving a process behind.
+Every answer attack is the correct toy notebook with one attack in the ``softmax``
+answer: ``test_affine`` must keep its 2 points, ``test_softmax`` must get exactly the
+points the attack deserves. Notebook attacks edit the file itself (schema versions,
+forged metadata, a notebook too large to parse). One ``nbgrader autograde`` over all of
+them, with honest students before, between and after, must finish in bounded time,
+grade every honest student exactly, keep the grader's own memory below a stated bound
+and leave no process behind. A second batch runs the same classes of attack through
+``rnn-course grade --jobs 2``, where attackers and honest students run side by side.
 """
 
 from __future__ import annotations
 
-import resource
+import csv
+import json
+import re
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "attacks"))
 
+import attacks as at
 import toycourse as tc
 from attacks import ATTACKS
 
 pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).parent / "fixtures" / "attacks"
+#: Peak resident memory the grading process itself may reach (the sandboxes excluded).
+GRADER_MEMORY_BOUND = 600 * 1024 * 1024
+#: Peak of any single process of the batch, sandboxes included.
+PROCESS_MEMORY_BOUND = 2 * 1024 * 1024 * 1024
+EXTRA = f"c.TrustedExecute.sandbox_memory = {at.SANDBOX_MEMORY}\n"
+
+HONEST = ("aa_honest", "mm_honest", "zz_correct")
+NOTEBOOK_ATTACKS = {
+    "nb_schema_v4": lambda nb: at.schema_tampered(nb, 4),
+    "nb_schema_v2": lambda nb: at.schema_tampered(nb, 2),
+    "nb_schema_deleted": lambda nb: at.schema_tampered(nb, None),
+    "nb_forged_points": at.forged_metadata,
+}
+HUGE = "nb_huge"
 
 
 def _sandbox_processes() -> list[str]:
@@ -40,9 +65,26 @@ def _sandbox_processes() -> list[str]:
     return found
 
 
+def _measured(root: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(FIXTURES / "measured.py"), str(out), *args],
+        cwd=root,
+        env=tc.env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def _submit_huge(root: Path, student: str) -> None:
+    nb = at.huge_notebook(tc.answered(root, tc.CORRECT))
+    tc.submit(root, student, json.dumps(nb))
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    root = tc.make_course(tmp_path_factory.mktemp("course"))
+    root = tc.make_course(tmp_path_factory.mktemp("course"), extra=EXTRA)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -50,21 +92,29 @@ def graded(tmp_path_factory):
     for name, (source, _) in ATTACKS.items():
         code = source.replace("{course}", str(root)).replace("{port}", str(port))
         tc.submit(root, name, tc.answered(root, {**tc.CORRECT, "softmax": code}))
-    tc.submit(root, "zz_correct", tc.answered(root, tc.CORRECT))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    for name, edit in NOTEBOOK_ATTACKS.items():
+        tc.submit(root, name, edit(tc.answered(root, tc.CORRECT)))
+    _submit_huge(root, HUGE)
+    for name in HONEST:
+        tc.submit(root, name, tc.answered(root, tc.CORRECT))
+    rss = root / "rss.txt"
     t0 = time.monotonic()
-    done = tc.nbgrader(root, "autograde", tc.ASSIGNMENT, check=False)
+    done = _measured(root, rss, "nbgrader", "autograde", tc.ASSIGNMENT)
     seconds = time.monotonic() - t0
     listener.close()
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"root": root, "done": done, "seconds": seconds, "peak_kib": max(before, peak_kib)}
+    own, children = (int(v) * 1024 for v in rss.read_text().split())
+    print(f"\nadversarial batch: {seconds:.1f} s, grader peak {own / 2**20:.0f} MiB")
+    return {"root": root, "done": done, "seconds": seconds, "own": own, "children": children}
 
 
 def test_batch_completes_in_bounded_time_and_memory(graded):
-    assert graded["done"].returncode == 0, graded["done"].stderr[-3000:]
-    # 17 notebooks, at most a few check timeouts of 3 s each
-    assert graded["seconds"] < 150
-    assert graded["peak_kib"] < 2 * 1024 * 1024  # no process of the batch reached 2 GiB
+    log = graded["done"].stdout + graded["done"].stderr
+    failed = set(re.findall(r"error processing assignment 'toy' for student '([^']+)'", log))
+    assert failed == {HUGE}, log[-3000:]  # the only student nbgrader could not grade
+    # about 30 notebooks, at most a few check timeouts of 3 s each
+    assert graded["seconds"] < 300
+    assert graded["own"] < GRADER_MEMORY_BOUND
+    assert graded["children"] < PROCESS_MEMORY_BOUND
 
 
 def test_no_process_is_left_behind(graded):
@@ -79,8 +129,29 @@ def test_attack_costs_only_its_own_check(graded, name):
     assert scores["test_softmax"] == ATTACKS[name][1]
 
 
-def test_correct_submission_in_the_same_batch_gets_full_marks(graded):
-    assert tc.scores(graded["root"], "zz_correct") == tc.POINTS
+@pytest.mark.parametrize("name", HONEST)
+def test_honest_students_around_the_attacks_get_full_marks(graded, name):
+    assert tc.scores(graded["root"], name) == tc.POINTS
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOK_ATTACKS))
+def test_edited_metadata_is_rebuilt_from_the_gradebook(graded, name):
+    # correct answers under tampered metadata: exactly the assignment's points, no more
+    assert tc.scores(graded["root"], name) == tc.POINTS
+    nb = nbformat.read(graded["root"] / "autograded" / name / "toy" / "toy.ipynb", 4)
+    metas = [c.metadata["nbgrader"] for c in nb.cells if "nbgrader" in c.metadata]
+    assert {m["schema_version"] for m in metas} == {3}
+    assert sum(m.get("points", 0) for m in metas) == sum(tc.POINTS.values()) + 1
+
+
+def test_huge_notebook_is_refused_before_parsing_and_says_why(graded):
+    from nbgrader.api import Gradebook, MissingEntry
+
+    log = graded["done"].stdout + graded["done"].stderr
+    assert re.search(r"toy\.ipynb is \d+\.\d MiB, over the limit of 4\.0 MiB", log)
+    db = f"sqlite:///{graded['root'] / 'gradebook.db'}"
+    with Gradebook(db) as gb, pytest.raises(MissingEntry):
+        gb.find_submission_notebook(tc.ASSIGNMENT, tc.ASSIGNMENT, HUGE)
 
 
 @pytest.mark.parametrize(
@@ -92,11 +163,13 @@ def test_correct_submission_in_the_same_batch_gets_full_marks(graded):
         ("print_flood", "printed more than"),
         ("forge_protocol", "malformed message"),
         ("import_torch", "differs"),
+        ("memfd_children", "Operation not permitted"),
+        ("userns_tmpfs", "refused"),
+        ("children_hold_memory", "memory limit of 512 MiB"),
+        ("forged_huge_frames", "malformed message"),
     ],
 )
 def test_failure_messages_say_what_happened(graded, name, fragment):
-    import nbformat
-
     path = graded["root"] / "autograded" / name / "toy" / "toy.ipynb"
     nb = nbformat.read(path, as_version=4)
     (cell,) = [
@@ -105,3 +178,69 @@ def test_failure_messages_say_what_happened(graded, name, fragment):
     (out,) = cell.outputs
     assert out.output_type == "error"
     assert fragment in out.evalue
+
+
+# --- the same classes through rnn-course grade, two sandboxes at a time -----------------
+
+PARALLEL_ATTACKS = ("children_hold_memory", "memfd_children", "forged_huge_frames")
+PARALLEL_STATUS = {
+    "children_hold_memory": ("partial", "memory limit of 512 MiB"),
+    "memfd_children": ("partial", "Operation not permitted"),
+    "forged_huge_frames": ("partial", "malformed message"),
+    "spin1": ("ok", ""),
+    "spin2": ("ok", ""),
+    "nb_schema_v4": ("ok", ""),
+    HUGE: ("invalid notebook", "over the limit of 4.0 MiB"),
+    "aa_honest": ("ok", ""),
+    "mm_honest": ("ok", ""),
+    "zz_correct": ("ok", ""),
+}
+
+
+@pytest.fixture(scope="module")
+def parallel(tmp_path_factory):
+    root = tc.make_course(tmp_path_factory.mktemp("parallel"), extra=EXTRA)
+    for name in PARALLEL_ATTACKS:
+        code = ATTACKS[name][0]
+        tc.submit(root, name, tc.answered(root, {**tc.CORRECT, "softmax": code}))
+    for name in ("spin1", "spin2"):
+        code = ATTACKS["cpu_spinners"][0]
+        tc.submit(root, name, tc.answered(root, {**tc.CORRECT, "softmax": code}))
+    tc.submit(root, "nb_schema_v4", NOTEBOOK_ATTACKS["nb_schema_v4"](tc.answered(root, tc.CORRECT)))
+    _submit_huge(root, HUGE)
+    for name in HONEST:
+        tc.submit(root, name, tc.answered(root, tc.CORRECT))
+    rss = root / "rss.txt"
+    t0 = time.monotonic()
+    done = _measured(
+        root, rss, "rnn-course", "grade", tc.ASSIGNMENT, "--jobs", "2", "--no-progress"
+    )
+    seconds = time.monotonic() - t0
+    own, _ = (int(v) * 1024 for v in rss.read_text().split())
+    print(f"\nparallel batch: {seconds:.1f} s, grader main process peak {own / 2**20:.0f} MiB")
+    return {"root": root, "done": done, "seconds": seconds, "own": own}
+
+
+def test_parallel_batch_reports_every_student(parallel):
+    done = parallel["done"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = parallel["root"] / "grading-report" / tc.ASSIGNMENT
+    rows = {r["student"]: r for r in csv.DictReader((folder / "grades.csv").open())}
+    assert {s: r["status"] for s, r in rows.items()} == {
+        s: v[0] for s, v in PARALLEL_STATUS.items()
+    }
+    assert parallel["own"] < GRADER_MEMORY_BOUND
+    assert parallel["seconds"] < 240
+
+
+@pytest.mark.parametrize("name", sorted(PARALLEL_STATUS))
+def test_parallel_scores_and_status_lines(parallel, name):
+    status, fragment = PARALLEL_STATUS[name]
+    lines = parallel["done"].stdout.splitlines()
+    if fragment:  # the line after the table says what happened to this student
+        (line,) = [ln for ln in lines if ln.startswith(f"{name}: ")]
+        assert fragment in line
+    if status == "invalid notebook":
+        return
+    expected = dict(tc.POINTS) if status == "ok" else {**tc.POINTS, "test_softmax": 0.0}
+    assert tc.scores(parallel["root"], name) == expected

@@ -34,7 +34,13 @@ def _softmax_run(body: str, **kw) -> sandbox.CheckResult:
         {"id": "setup0", "kind": "setup", "source": "import numpy as np"},
         {"id": "softmax", "kind": "answer", "source": f"def softmax(z):\n{body}\n"},
     ]
-    report = run_sandbox(cells, [{"name": "softmax", "call": "softmax", "cases": [CASE]}], DRIVERS, limits=LIMITS, **kw)
+    report = run_sandbox(
+        cells,
+        [{"name": "softmax", "call": "softmax", "cases": [CASE]}],
+        DRIVERS,
+        limits=LIMITS,
+        **kw,
+    )
     return report.checks["softmax"]
 
 
@@ -165,3 +171,199 @@ def test_missing_bubblewrap_refuses_unless_unsafe(monkeypatch):
         np.testing.assert_array_equal(result.outputs[0]["p"], np.ones((1, 3)))
     finally:
         sandbox.probe_sandbox.cache_clear()
+
+
+# --- bounded frames, decoded in place -----------------------------------------------------
+
+
+def test_oversized_frame_is_refused_before_it_is_buffered():
+    reader = protocol.FrameReader(max_frame_bytes=1 << 20)
+    with pytest.raises(protocol.ProtocolError, match="exceeds the limit"):
+        list(reader.feed(protocol.MAGIC + (32 << 20).to_bytes(8, "big") + bytes(4096)))
+    assert reader.pending <= 12
+
+
+def test_arrays_are_decoded_without_copies():
+    frame = protocol.encode({"a": np.arange(1 << 16, dtype=np.float64)})
+    (out,) = list(protocol.FrameReader().feed(frame))
+    assert not out["a"].flags.owndata  # a view of the received frame
+    np.testing.assert_array_equal(out["a"], np.arange(1 << 16))
+
+
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [
+        (b"[" * (protocol.MAX_HEADER_BYTES + 1), "too long"),
+        (b"[" * 5000 + b"]" * 5000, "malformed|nesting"),
+    ],
+)
+def test_forged_headers_are_refused(header, match):
+    payload = len(header).to_bytes(4, "big") + header
+    with pytest.raises(protocol.ProtocolError, match=match):
+        protocol.decode_payload(payload)
+
+
+def test_too_many_arrays_are_refused():
+    blob = protocol.encode({"a": np.zeros(1)})[12:]
+    hlen = int.from_bytes(blob[:4], "big")
+    arrays = blob[4 + hlen :]
+    payload = blob[: 4 + hlen] + arrays * (protocol.MAX_ARRAYS + 1)
+    with pytest.raises(protocol.ProtocolError, match="arrays"):
+        protocol.decode_payload(payload)
+
+
+# --- what escapes RLIMIT_AS: seccomp, user namespaces, the cgroup ---------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "os.memfd_create('x')",
+        "_libc_call('unshare', 0x10000000)",
+        "_libc_call('unshare', 0x00020000)",
+        "_libc_call('mount', b'none', b'/tmp', b'tmpfs', 0, None)",
+        "_libc_call('ptrace', 16, 1, None, None)",
+        "_libc_call('syscall', 250, 0, None, 0)",  # keyctl
+        "_libc_call('syscall', 321, 0, None, 0)",  # bpf
+    ],
+)
+def test_system_calls_that_escape_the_limits_are_denied(call):
+    if sandbox.missing_protections():
+        pytest.fail("protections missing here: " + "; ".join(sandbox.missing_protections()))
+    body = (
+        "    import os, ctypes\n"
+        "    def _libc_call(name, *args):\n"
+        "        libc = ctypes.CDLL(None, use_errno=True)\n"
+        "        if getattr(libc, name)(*args) == -1:\n"
+        "            raise OSError(ctypes.get_errno(), name)\n"
+        f"    try:\n        {call}\n    except OSError as exc:\n        return exc.errno\n"
+        "    return 0"
+    )
+    assert _softmax_run(body).outputs[0]["p"] == 1  # EPERM
+
+
+def test_memory_of_all_processes_together_is_capped():
+    # 4 children of 300 MiB each, every one within RLIMIT_AS: 1.2 GB unprotected
+    limits = SandboxLimits(
+        check_timeout=10.0, notebook_timeout=20.0, sandbox_memory_bytes=256 << 20
+    )
+    body = (
+        "    import os, time\n    kids = []\n    for _ in range(4):\n"
+        "        pid = os.fork()\n        if pid == 0:\n"
+        "            b = bytearray(300 << 20)\n"
+        "            for i in range(0, len(b), 4096):\n                b[i] = 1\n"
+        "            os._exit(0)\n        kids.append(pid)\n"
+        "    return [os.waitpid(k, 0)[1] & 0x7F for k in kids]"
+    )
+    cells = [{"id": "softmax", "kind": "answer", "source": f"def softmax(z):\n{body}\n"}]
+    check = {"name": "softmax", "call": "softmax", "cases": [CASE]}
+    report = run_sandbox(cells, [check], DRIVERS, limits=limits)
+    if report.memory_peak is None:  # no cgroup here: grading must say so
+        assert any("memory cgroup" in m for m in report.missing)
+        return
+    assert report.checks["softmax"].outputs[0]["p"] == [9, 9, 9, 9]  # all SIGKILLed
+    assert report.oom_kills == 4
+    assert report.memory_peak <= limits.sandbox_memory_bytes
+
+
+def test_spinning_processes_get_at_most_the_sandbox_cpu_quota():
+    # 4 spinners for 2 s of wall time; their CPU time is read from the sandbox's own /proc
+    limits = SandboxLimits(check_timeout=10.0, notebook_timeout=20.0, cpu_cores=0.5)
+    body = (
+        "    import os, time\n    kids = []\n    for _ in range(4):\n"
+        "        pid = os.fork()\n        if pid == 0:\n            os.setsid()\n"
+        "            while True:\n                pass\n        kids.append(pid)\n"
+        "    t0 = time.monotonic()\n    time.sleep(2.0)\n    ticks = 0\n"
+        "    for k in kids:\n        f = open(f'/proc/{k}/stat').read().rsplit(')', 1)[1].split()\n"
+        "        ticks += int(f[11]) + int(f[12])\n"
+        "    return (ticks / os.sysconf('SC_CLK_TCK'), time.monotonic() - t0)"
+    )
+    cells = [{"id": "softmax", "kind": "answer", "source": f"def softmax(z):\n{body}\n"}]
+    check = {"name": "softmax", "call": "softmax", "cases": [CASE]}
+    report = run_sandbox(cells, [check], DRIVERS, limits=limits)
+    if any("CPU quota" in m for m in report.missing):
+        return  # said so: nothing to measure
+    cpu, wall = report.checks["softmax"].outputs[0]["p"]
+    assert cpu <= limits.cpu_cores * wall * 1.25 + 0.1, (cpu, wall)
+
+
+# --- an ordinary user ----------------------------------------------------------------------
+
+AS_USER = """
+import json, sys
+sys.path.insert(0, {fixtures!r})
+import numpy as np
+from pathlib import Path
+from rnn_grader.autograde import sandbox
+body = (
+    "    import ctypes\\n    libc = ctypes.CDLL(None, use_errno=True)\\n"
+    "    escaped = libc.unshare(0x10000000) == 0\\n"
+    "    e = np.exp(z - z.max())\\n    return (e / e.sum(), escaped)"
+)
+cells = [
+    {{"id": "setup0", "kind": "setup", "source": "import numpy as np"}},
+    {{"id": "softmax", "kind": "answer", "source": "def softmax(z):\\n" + body + "\\n"}},
+]
+check = {{"name": "softmax", "call": "softmax", "cases": [{{"z": np.array([[1.0, 2.0, 3.0]])}}]}}
+report = sandbox.run_sandbox(cells, [check], Path({drivers!r}))
+p, escaped = report.checks["softmax"].outputs[0]["p"]
+print(json.dumps({{"p": p.tolist(), "escaped": escaped, "missing": report.missing,
+                  "peak": report.memory_peak}}))
+"""
+
+
+def _as_nobody(code: str) -> list[str]:
+    """A command running ``python -c code`` as uid/gid 65534 (plain, when not root)."""
+    import os
+
+    py = [sys.executable, "-c", code]
+    if os.getuid() != 0:
+        return py
+    # The interpreter may live under a directory only root can enter (e.g. /root): in a
+    # private mount namespace, lay a world-readable tmpfs over it with the path re-bound.
+    base = Path(sys.base_prefix).resolve()
+    hidden = next(
+        (d for d in reversed(base.parents) if d != Path("/") and not os.stat(d).st_mode & 0o001),
+        None,
+    )
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *py]
+    if hidden is None:
+        return drop
+    keep = base.relative_to(hidden).parts[0]
+    script = (
+        'set -e; t=$(mktemp -d); mount --bind "$1/$2" "$t"; '
+        'mount -t tmpfs -o mode=0755 tmpfs "$1"; mkdir "$1/$2"; mount --bind "$t" "$1/$2"; '
+        'shift 2; exec "$@"'
+    )
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        str(hidden),
+        keep,
+        *drop,
+    ]
+
+
+def test_grading_as_an_ordinary_user_works_or_says_what_is_missing():
+    import json
+    import os
+    import subprocess
+
+    code = AS_USER.format(fixtures=str(FIXTURES), drivers=str(DRIVERS))
+    env = {**os.environ, "HOME": "/tmp", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        _as_nobody(code), capture_output=True, text=True, timeout=120, env=env, cwd="/", check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = np.exp(CASE["z"] - 3) / np.exp(CASE["z"] - 3).sum()
+    np.testing.assert_allclose(out["p"], expected)  # graded
+    assert out["escaped"] is False  # no user namespace inside the sandbox
+    # the total-memory cap is there, or grading says it is not
+    assert (out["peak"] is None) == any("memory cgroup" in m for m in out["missing"])

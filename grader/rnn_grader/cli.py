@@ -3,9 +3,12 @@
 ``rnn-course secret [--force]``, once per course: creates the course secret from which
 hidden cases are drawn (``.course-secret`` in the course root, ignored by git).
 
-``rnn-course grade <assignment> [--jobs N] [--students GLOB] [--scheduler ADDRESS]
+``rnn-course grade <assignment> [--jobs N] [--students GLOB] [--scheduler ADDRESS
+[--tls-ca-file CA --tls-cert CERT --tls-key KEY | --allow-insecure-tcp]]
 [--unsafe-no-sandbox]``, run in the course root: trusted parallel autograding with a
-status table and a report under ``grading-report/<assignment>/``.
+status table and a report under ``grading-report/<assignment>/``. A Dask scheduler that
+is not on this machine must be ``tls://`` with the TLS files, unless plain TCP is
+explicitly allowed.
 """
 
 from __future__ import annotations
@@ -31,7 +34,19 @@ def _parser() -> argparse.ArgumentParser:
         help="parallel processes (default: number of cores)",
     )
     g.add_argument("--students", default="*", help="glob over student ids (default: all)")
-    g.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address: tls://host:8786 (with the TLS files), or tcp:// on loopback",
+    )
+    g.add_argument("--tls-ca-file", default=None, help="Dask TLS: CA certificate (PEM)")
+    g.add_argument("--tls-cert", default=None, help="Dask TLS: this client's certificate (PEM)")
+    g.add_argument("--tls-key", default=None, help="Dask TLS: this client's private key (PEM)")
+    g.add_argument(
+        "--allow-insecure-tcp",
+        action="store_true",
+        help="allow a plain tcp:// scheduler on another host (anyone reaching it runs code here)",
+    )
     g.add_argument(
         "--unsafe-no-sandbox",
         action="store_true",
@@ -68,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no nbgrader_config.py in {root}: run this in the course root", file=sys.stderr)
         return 2
     from rnn_grader.autograde.report import status_table, write_report
-    from rnn_grader.autograde.runner import grade
+    from rnn_grader.autograde.runner import check_scheduler_address, dask_security, grade
     from rnn_grader.autograde.sandbox import SandboxUnavailable
     from rnn_grader.secret import MissingSecret
     from rnn_grader.secret import load as load_secret
@@ -79,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     try:
+        security = dask_security(args.tls_ca_file, args.tls_cert, args.tls_key)
+        if args.scheduler:
+            check_scheduler_address(args.scheduler, security, args.allow_insecure_tcp)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         results = grade(
             root,
             args.assignment,
@@ -87,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             scheduler=args.scheduler,
             unsafe=args.unsafe_no_sandbox,
             progress=not args.no_progress,
+            security=security,
+            allow_insecure_tcp=args.allow_insecure_tcp,
         )
     except SandboxUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -97,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.report_dir) if args.report_dir else root / "grading-report" / args.assignment
     paths = write_report(results, folder)
     print(status_table(results))
+    for r in results:  # what happened to each student not fully graded
+        if r.status != "ok" and r.error:
+            print(f"{r.student}: {' '.join(r.error.split())[:400]}")
     print(f"report: {paths['summary.txt'].parent}")
     return 0
 

@@ -4,7 +4,17 @@
 ``nbgrader_config.py``): it replaces nbgrader's ``Execute`` by
 :class:`~rnn_grader.autograde.preprocessor.TrustedExecute`, keeps every other
 preprocessor, puts :class:`~rnn_grader.autograde.sanitize.GradebookCells` first in the
-sanitize pass and turns on ``OverwriteCells.add_missing_cells``.
+sanitize pass, reads notebooks through
+:class:`~rnn_grader.autograde.sanitize.GuardedNotebookExporter` (size limit before
+parsing; a notebook's errors stay that student's) and turns on
+``OverwriteCells.add_missing_cells``. ``nbgrader collect`` (JupyterHub exchange) uses
+:class:`~rnn_grader.autograde.exchange.HardenedExchangeCollect`.
+
+The sandbox's limits are traits of ``TrustedExecute`` (see ``book/trusted_grading.md``):
+``check_timeout``, ``notebook_timeout``, ``memory_limit`` (per process),
+``sandbox_memory`` (all processes, cgroup), ``cpu_limit`` (CPUs per sandbox, cgroup),
+``max_processes``, ``max_output_bytes``, ``max_frame_bytes``, ``max_notebook_bytes``,
+``require_cgroup`` and ``unsafe_no_sandbox``.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
     from nbgrader.preprocessors import Execute
 
     from rnn_grader.autograde.preprocessor import TrustedExecute
-    from rnn_grader.autograde.sanitize import GradebookCells
+    from rnn_grader.autograde.sanitize import GradebookCells, GuardedNotebookExporter
 
     if "Autograde" in c and "autograde_preprocessors" in c.Autograde:
         current = list(c.Autograde.autograde_preprocessors)
@@ -43,6 +53,10 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
         sanitize = list(Autograde.sanitize_preprocessors.default())
     if GradebookCells not in sanitize:
         c.Autograde.sanitize_preprocessors = [GradebookCells, *sanitize]
+    # JupyterHub exchange: collect only folders really owned by the student, no links.
+    c.ExchangeFactory.collect = "rnn_grader.autograde.exchange.HardenedExchangeCollect"
+    # Size limit before parsing; one notebook's errors fail that student alone.
+    c.Autograde.exporter_class = GuardedNotebookExporter
     # What is tested comes from the gradebook: restore deleted test cells too.
     c.OverwriteCells.add_missing_cells = True
     if unsafe_no_sandbox:

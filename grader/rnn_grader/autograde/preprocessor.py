@@ -26,7 +26,12 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Int, Unicode
 
 from rnn_grader.autograde.judge import Verdict, judge
-from rnn_grader.autograde.sandbox import SandboxLimits, SandboxReport, run_sandbox
+from rnn_grader.autograde.sandbox import (
+    SandboxLimits,
+    SandboxReport,
+    missing_protections,
+    run_sandbox,
+)
 from rnn_grader.autograde.suite import GradingSuite, load_suite
 from rnn_grader.secret import load as load_secret
 
@@ -152,6 +157,13 @@ def sandbox_request(
     return answer_cells(nb, layout), checks, unknown
 
 
+@functools.cache
+def _warn_missing(log: Any, unsafe: bool) -> None:
+    """Say once per process which protections this machine cannot give the sandbox."""
+    for item in missing_protections(unsafe):
+        log.warning("Sandbox protection missing - %s", item)
+
+
 class TrustedExecute(NbGraderPreprocessor):
     """Grade test cells with a sandboxed worker instead of executing the notebook."""
 
@@ -165,7 +177,28 @@ class TrustedExecute(NbGraderPreprocessor):
     notebook_timeout = Float(120.0, help="Wall seconds for everything a notebook runs.").tag(
         config=True
     )
-    memory_limit = Int(1 << 30, help="Address-space limit of the sandbox (bytes).").tag(config=True)
+    memory_limit = Int(
+        1 << 30, help="Address-space limit (RLIMIT_AS) of each process in the sandbox (bytes)."
+    ).tag(config=True)
+    sandbox_memory = Int(
+        1 << 30,
+        help="Memory of all the sandbox's processes together (bytes), enforced by a cgroup.",
+    ).tag(config=True)
+    cpu_limit = Float(
+        1.0, help="CPUs one sandbox may use at once (cgroup CPU quota; 0 = equal share only)."
+    ).tag(config=True)
+    require_cgroup = Bool(
+        False,
+        help="Refuse to grade where no memory cgroup can be created (instead of warning).",
+    ).tag(config=True)
+    max_notebook_bytes = Int(
+        4 * 1024 * 1024,
+        help="Largest submitted notebook file; a larger one is not parsed and that student's "
+        "notebook is reported as not graded.",
+    ).tag(config=True)
+    max_frame_bytes = Int(
+        16 * 1024 * 1024, help="Largest message the sandbox may send (bytes)."
+    ).tag(config=True)
     max_processes = Int(32, help="Processes the sandbox may run at once.").tag(config=True)
     max_output_bytes = Int(256 << 10, help="Printed output before the worker is killed.").tag(
         config=True
@@ -180,6 +213,10 @@ class TrustedExecute(NbGraderPreprocessor):
             notebook_timeout=self.notebook_timeout,
             cpu_seconds=max(1, int(self.notebook_timeout) + 5),
             memory_bytes=self.memory_limit,
+            sandbox_memory_bytes=self.sandbox_memory,
+            cpu_cores=self.cpu_limit,
+            max_frame_bytes=self.max_frame_bytes,
+            require_cgroup=self.require_cgroup,
             max_processes=self.max_processes,
             max_output_bytes=self.max_output_bytes,
         )
@@ -190,6 +227,7 @@ class TrustedExecute(NbGraderPreprocessor):
         return load_suite(self.grading_package, load_secret(root))
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        _warn_missing(self.log, self.unsafe_no_sandbox)
         info = resources["nbgrader"]
         key = (info["student"], info["assignment"], info["notebook"])
         layout = gradebook_layout(info["db_url"], info["assignment"], info["notebook"])

@@ -7,7 +7,11 @@ transactions; a student whose autograde hit "database is locked" is retried.
 
 Dask mode (``scheduler`` address): the sandbox runs (the expensive part) fan out to the
 cluster as plain data; the trusted process then compares and writes the gradebook
-serially, reusing those results (:data:`preprocessor.PRECOMPUTED`).
+serially, reusing those results (:data:`preprocessor.PRECOMPUTED`). Dask's wire format
+is pickle, so whoever can talk to the scheduler can run code on the workers and in the
+grader: a ``tls://`` scheduler with Dask's security settings (CA, certificate and key,
+see :func:`dask_security`) is required for any address that is not loopback, unless the
+instructor explicitly allows plain TCP (:func:`check_scheduler_address`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import ipaddress
 import multiprocessing
 import os
 import sys
@@ -26,10 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from rnn_grader.autograde import preprocessor as pp
-from rnn_grader.autograde.sandbox import SandboxLimits, SandboxReport, ensure_sandbox, run_sandbox
+from rnn_grader.autograde.sandbox import (
+    SandboxLimits,
+    SandboxReport,
+    ensure_sandbox,
+    missing_protections,
+    run_sandbox,
+)
+from rnn_grader.autograde.sanitize import NotebookRejected, notebook_limit, read_notebook
 
 RETRIES = 3
 
@@ -44,7 +54,7 @@ class StudentResult:
     max_score: float
     tests: dict[str, bool] = field(default_factory=dict)  # test grade id -> passed
     seconds: float = 0.0
-    error: str = ""
+    error: str = ""  # why the notebook was not graded, or what each failed test said
 
 
 def load_config(root: Path, *, unsafe: bool = False) -> Any:
@@ -121,7 +131,15 @@ def autograde_student(root: str, assignment: str, student: str, unsafe: bool) ->
         for k, s in pp.SUMMARIES.items()
         if k[0] == student
     }
+    failures = [
+        f"{gid}: {v.message}"
+        for k, s in pp.SUMMARIES.items()
+        if k[0] == student
+        for gid, v in s.verdicts.items()
+        if not v.passed
+    ]
     error = "" if result.get("success") else str(result.get("error") or result.get("log"))
+    rejected = _rejection(error)
     sandbox_seconds = sum(s.seconds for k, s in pp.SUMMARIES.items() if k[0] == student)
     return {
         "sandbox_seconds": sandbox_seconds,
@@ -129,8 +147,84 @@ def autograde_student(root: str, assignment: str, student: str, unsafe: bool) ->
         "success": bool(result.get("success")),
         "summaries": summaries,
         "error": error[-2000:],
+        "rejected": rejected,
+        "failures": failures,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _rejection(log: str) -> str:
+    """The reason a notebook was refused before grading, from nbgrader's log ("" if none)."""
+    marker = f"{NotebookRejected.__module__}.{NotebookRejected.__name__}: "
+    for line in reversed(log.splitlines()):
+        if marker in line:
+            return line.split(marker, 1)[1].strip()[:500]
+        if line.startswith("NotebookRejected: "):
+            return line.split(": ", 1)[1].strip()[:500]
+    return ""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_scheduler_address(address: str, security: Any, allow_insecure_tcp: bool) -> None:
+    """Refuse a Dask address whose traffic anyone on the network could read or forge.
+
+    ``tls://`` (or ``wss://``) needs ``security`` (Dask's TLS settings); plain ``tcp://``
+    (or ``ws://``, or no scheme) is accepted only for a loopback host, or when the
+    instructor opts in with ``allow_insecure_tcp``. Raises ``ValueError`` with the reason.
+    """
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 or rest.startswith("[") else rest
+    host = host.split("/")[0]
+    if scheme in ("tls", "wss"):
+        if security is None:
+            raise ValueError(
+                f"{address}: a TLS scheduler needs the CA, certificate and key "
+                "(--tls-ca-file, --tls-cert, --tls-key)"
+            )
+        return
+    if scheme == "inproc":
+        return
+    if scheme not in ("tcp", "ws"):
+        raise ValueError(f"{address}: unsupported scheduler scheme {scheme!r}")
+    if is_loopback(host) or allow_insecure_tcp:
+        return
+    raise ValueError(
+        f"{address}: refusing plain {scheme.upper()} to a host that is not this machine. "
+        "Dask sends pickles: anyone who reaches that port runs code on the workers and in "
+        "this grader. Use a tls:// scheduler with --tls-ca-file/--tls-cert/--tls-key, or "
+        "pass --allow-insecure-tcp on a network only you can reach."
+    )
+
+
+def dask_security(ca_file: str | None, cert: str | None, key: str | None) -> Any:
+    """Dask ``Security`` for mutual TLS (every party presents a certificate of ``ca_file``)."""
+    if not (ca_file or cert or key):
+        return None
+    if not (ca_file and cert):
+        raise ValueError("TLS needs at least --tls-ca-file and --tls-cert (and --tls-key)")
+    for path in (ca_file, cert, key):
+        if path and not Path(path).is_file():
+            raise ValueError(f"TLS file not found: {path}")
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=ca_file,
+        tls_client_cert=cert,
+        tls_client_key=key,
+        require_encryption=True,
+    )
 
 
 def remote_sandbox(
@@ -163,13 +257,24 @@ def grade(
     scheduler: str | None = None,
     unsafe: bool = False,
     progress: bool = True,
+    security: Any = None,
+    allow_insecure_tcp: bool = False,
 ) -> list[StudentResult]:
-    """Autograde every matching submission; return one result per student."""
+    """Autograde every matching submission; return one result per student.
+
+    ``security`` (see :func:`dask_security`) and ``allow_insecure_tcp`` apply to a Dask
+    ``scheduler`` only (see :func:`check_scheduler_address`).
+    """
     root = Path(root).resolve()
-    ensure_sandbox(unsafe)
+    if scheduler:
+        check_scheduler_address(scheduler, security, allow_insecure_tcp)
+    te = pp.TrustedExecute(config=_api(root, unsafe).config)
+    ensure_sandbox(unsafe, te.require_cgroup)
+    for item in missing_protections(unsafe):
+        print(f"warning: sandbox protection missing - {item}", file=sys.stderr)
     ids = list_students(root, assignment, students)
     if scheduler:
-        raw = _grade_dask(root, assignment, ids, scheduler, unsafe, progress)
+        raw = _grade_dask(root, assignment, ids, scheduler, unsafe, progress, security)
     else:
         raw = _grade_local(root, assignment, ids, jobs or os.cpu_count() or 1, unsafe, progress)
     return collect(root, assignment, raw)
@@ -217,7 +322,7 @@ def _grade_local(root, assignment, ids, jobs, unsafe, progress) -> dict[str, dic
     return out
 
 
-def _grade_dask(root, assignment, ids, scheduler, unsafe, progress) -> dict[str, dict]:
+def _grade_dask(root, assignment, ids, scheduler, unsafe, progress, security) -> dict[str, dict]:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
@@ -227,12 +332,13 @@ def _grade_dask(root, assignment, ids, scheduler, unsafe, progress) -> dict[str,
     suite = te.suite()
     drivers_source = suite.drivers_path.read_text()
     db_url = api.coursedir.db_url
-    with Client(scheduler) as client:
+    limit = notebook_limit(c)
+    with Client(scheduler, security=security) as client:
         futures = {}
         for s in ids:
             for path in sorted((root / "submitted" / s / assignment).glob("*.ipynb")):
                 try:
-                    nb = nbformat.read(path, as_version=4)
+                    nb = read_notebook(path, limit)
                     layout = pp.gradebook_layout(db_url, assignment, path.stem)
                 except Exception:
                     continue  # nbgrader reports the invalid notebook below
@@ -277,7 +383,7 @@ def collect(root: Path, assignment: str, raw: dict[str, dict]) -> list[StudentRe
                             score += g.auto_score or 0.0
             except MissingEntry:
                 pass
-            if not info.get("success"):
+            if not info.get("success") or info.get("rejected"):
                 status = "invalid notebook"
             elif timed_out:
                 status = "timed out"
@@ -295,7 +401,9 @@ def collect(root: Path, assignment: str, raw: dict[str, dict]) -> list[StudentRe
                     max_score,
                     tests,
                     info.get("seconds", 0.0),
-                    info.get("error", ""),
+                    info.get("rejected")
+                    or "; ".join(info.get("failures", []))[:2000]
+                    or info.get("error", ""),
                 )
             )
     return results
