@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnn_course.cells import init_uniform_
+from rnn_course.gru_loop import gru_loop
 from rnn_course.lstm_loop import lstm_loop, to_oifg
 from rnn_course.validation import (
     expect_choice,
@@ -589,25 +590,10 @@ class GRU(_SingleStateBase):
         H = h.shape[1]
         outs = []
         if self.reset_after:
-            # b_hn multiplies with r, so only b_ih and b_hr, b_hz fold into the projection
-            b_x = b_h = None
-            if b_ih is not None:
-                zeros = b_hh.new_zeros(H)
-                b_x = b_ih + torch.cat([b_hh[: 2 * H], zeros])
-                b_h = torch.cat([zeros, zeros, b_hh[2 * H :]])
-            xw = project_inputs(x, w_ih, b_x)  # (T, N, 3H)
-            w_hh_t = w_hh.t()
-            for xw_t in _in_time_order(xw.unbind(0), reverse):
-                hw = torch.mm(h, w_hh_t) if b_h is None else torch.addmm(b_h, h, w_hh_t)
-                x_rz, x_n = xw_t.split([2 * H, H], dim=1)
-                h_rz, h_n = hw.split([2 * H, H], dim=1)
-                # r, z = σ(W_i· x + b_i· + W_h· h + b_h·) in one call
-                r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=1)
-                # n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
-                n = torch.tanh(torch.addcmul(x_n, r, h_n))
-                # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
-                h = torch.lerp(n, h, z)
-                outs.append(h)
+            # W_ih x_t + b_ih for all t; b_hh is added to W_hh h inside the loop, because
+            # r multiplies b_hn. The loop is rnn_course.gru_loop.GRULoop (hand-written BPTT).
+            xw = project_inputs(x, w_ih, b_ih)  # (T, N, 3H)
+            return gru_loop(xw, h, w_hh, b_hh, reverse)  # (T, N, H), (N, H)
         else:
             # every bias sits outside a product with a gate: fold both
             xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 3H)

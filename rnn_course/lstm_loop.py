@@ -3,17 +3,21 @@ r"""The LSTM time loop as one autograd function with a hand-written backward pas
 Autograd records about ten nodes per time step of an LSTM; at small sizes their
 bookkeeping, not the arithmetic, dominates the time. :class:`LSTMLoop` runs the loop
 without recording, keeps the gate activations, and backpropagates through time with the
-explicit recursion below, five tensor operations per step. The products that do not
-depend on the recursion (``dW_hh``) are one matrix product after the loop; ``dW_ih``,
-the biases and the input's gradient flow through the projection ``xw`` that the caller
-computed outside the loop (autograd handles that single ``addmm``).
+explicit recursion below, three tensor operations per step. Everything that does not depend
+on the recursion is computed for all steps at once: the local derivatives of the gates
+before the loop, ``dW_hh`` as one matrix product after it; ``dW_ih``, the biases and the
+input's gradient flow through the projection ``xw`` that the caller computed outside the
+loop (autograd handles that single ``addmm``).
 
 The gate blocks are in the order **o, i, f, g** (not :mod:`torch.nn`'s i, f, g, o): the
 three sigmoid gates are contiguous for one ``sigmoid_`` in the forward pass, and the three
-gates whose gradient scales with ``dc`` are contiguous for one product in the backward
-pass. :func:`to_oifg` reorders a weight or bias.
+gates whose gradient scales with ``dc`` are contiguous in the backward pass.
+:func:`to_oifg` reorders a weight or bias.
 
-Forward, per step (``s`` is the processing order, reversed for the backward direction):
+All buffers are in time order; the backward direction (``reverse=True``) only visits the
+steps from last to first, so that nothing is flipped.
+
+Forward, per step (``s`` is the processing order):
 
 .. math::
     \begin{aligned}
@@ -26,11 +30,12 @@ Backward, with ``dh_s = dout_s + W_{hh}^T da_{s+1}`` (``da`` the pre-activation 
 .. math::
     \begin{aligned}
     dc &\mathrel{+}= dh_s \odot o \odot (1 - \tanh^2 c_s) \\
-    da_o &= dh_s \odot \tanh(c_s) \odot o(1-o), \quad
-    da_i = dc \odot g \odot i(1-i), \\
-    da_f &= dc \odot c_{s-1} \odot f(1-f), \quad
-    da_g = dc \odot i \odot (1-g^2), \qquad dc_{s-1} = dc \odot f
+    (da_o, da_i, da_f, da_g) &= (dh_s, dc, dc, dc) \odot
+        (h_s (1-o),\; g\, i(1-i),\; c_{s-1} f(1-f),\; i (1-g^2)) \\
+    dc_{s-1} &= dc \odot f
     \end{aligned}
+
+(``h_s (1 − o) = tanh(c_s) σ'(o)`` because ``h_s = o tanh(c_s)``.)
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ def to_oifg(w: Tensor) -> Tensor:
     return torch.cat([o, i, f, g])
 
 
+def _order(steps: tuple[Tensor, ...], reverse: bool) -> tuple[Tensor, ...]:
+    """Per-step views in processing order."""
+    return steps[::-1] if reverse else steps
+
+
 class LSTMLoop(torch.autograd.Function):
     """``(xw, h0, c0, w_hh, reverse)`` → ``(out, h_T, c_T)`` with gates in o, i, f, g order.
 
@@ -61,17 +71,21 @@ class LSTMLoop(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         T, N, G = xw.shape
         H = G // 4
-        gates = torch.empty_like(xw)  # activations, processing order
-        cs = xw.new_empty(T + 1, N, H)  # cs[s] = c_{s-1}: cs[0] = c0
+        gates = torch.empty_like(xw)  # activations (o, i, f, g)
+        cs = xw.new_empty(T + 1, N, H)  # the cell before and after every step
         tcs = xw.new_empty(T, N, H)  # tanh(c_s)
-        hs = xw.new_empty(T, N, H)  # h_s, processing order
-        cs[0] = c0
+        hs = xw.new_empty(T, N, H)  # h_s, the output
         w_hh_t = w_hh.t()
-        # per-step views, made once (unbind is one call for all T steps)
-        xs = xw.unbind(0)[::-1] if reverse else xw.unbind(0)
-        A, SIG, TANH = (v.unbind(0) for v in (gates, gates[..., : 3 * H], gates[..., 3 * H :]))
-        O, I, F, G_ = (v.unbind(0) for v in gates.split(H, dim=2))
-        C, TC, HS = cs.unbind(0), tcs.unbind(0), hs.unbind(0)
+        # per-step views in processing order, made once (unbind is one call for T steps);
+        # C[s] is the cell before step s and C[s + 1] the cell after it
+        xs = _order(xw.unbind(0), reverse)
+        A, SIG, TANH = (
+            _order(v.unbind(0), reverse) for v in (gates, gates[..., : 3 * H], gates[..., 3 * H :])
+        )
+        O, I, F, G_ = (_order(v.unbind(0), reverse) for v in gates.split(H, dim=2))
+        C = _order(cs.unbind(0), reverse)
+        TC, HS = _order(tcs.unbind(0), reverse), _order(hs.unbind(0), reverse)
+        C[0].copy_(c0)
         h = h0
         for s in range(T):
             # a = xw_t + W_hh h_{s-1}
@@ -85,8 +99,7 @@ class LSTMLoop(torch.autograd.Function):
             h = torch.mul(O[s], torch.tanh(c, out=TC[s]), out=HS[s])
         ctx.reverse = reverse
         ctx.save_for_backward(gates, cs, tcs, hs, h0, w_hh)
-        out = hs.flip(0) if reverse else hs.clone()
-        return out, hs[T - 1].clone(), cs[T].clone()
+        return hs, h.clone(), c.clone()
 
     @staticmethod
     @once_differentiable
@@ -97,45 +110,54 @@ class LSTMLoop(torch.autograd.Function):
         reverse = ctx.reverse
         T, N, G = gates.shape
         H = G // 4
-        d_out = d_out.flip(0) if reverse else d_out  # processing order
-        o, i, f, g = gates.split(H, dim=2)  # each (T, N, H)
-        sig = gates[..., : 3 * H]
-        # local factors of every step at once: the gradient of each pre-activation is
-        # dh ⊙ coef_o (o) or dc ⊙ coef_ifg (i, f, g)
-        dsig = sig * (1 - sig)  # σ' for o, i, f
-        coef = torch.empty_like(gates)
-        coef[..., :H] = tcs * dsig[..., :H]  # tanh(c) σ'(o)
-        coef[..., H : 2 * H] = g * dsig[..., H : 2 * H]  # g σ'(i)
-        coef[..., 2 * H : 3 * H] = cs[:-1] * dsig[..., 2 * H :]  # c_{s-1} σ'(f)
-        coef[..., 3 * H :] = i * (1 - g * g)  # i tanh'(g)
-        o_dtanh = o * (1 - tcs * tcs)  # ∂h/∂c = o ⊙ (1 − tanh² c)
-        coef_o, coef_ifg = coef[..., :H], coef[..., H:].unflatten(-1, (3, H))  # (T, N, 3, H)
-        da = torch.empty_like(gates)
-        DA, DA_O = da.unbind(0), da[..., :H].unbind(0)
-        DA_IFG = da[..., H:].unflatten(-1, (3, H)).unbind(0)
-        COEF_O, COEF_IFG = coef_o.unbind(0), coef_ifg.unbind(0)
-        ODT, F_, DOUT = o_dtanh.unsqueeze(2).unbind(0), f.unsqueeze(2).unbind(0), d_out.unbind(0)
-        dh = DOUT[T - 1] + d_hT
-        dc = d_cT.unsqueeze(1)  # (N, 1, H), broadcasts over the three gates i, f, g
-        for s in range(T - 1, -1, -1):
-            if s < T - 1:
-                # dh_s = dout_s + W_hhᵀ da_{s+1}
-                dh = torch.addmm(DOUT[s], DA[s + 1], w_hh)
-            # dc += dh ⊙ o ⊙ (1 − tanh² c_s)
-            dc = torch.addcmul(dc, dh.unsqueeze(1), ODT[s])
-            # da_o = dh ⊙ tanh(c_s) ⊙ σ'(o)
-            torch.mul(dh, COEF_O[s], out=DA_O[s])
-            # (da_i, da_f, da_g) = dc ⊙ (g σ'(i), c_{s-1} σ'(f), i tanh'(g))
-            torch.mul(dc, COEF_IFG[s], out=DA_IFG[s])
-            # dc_{s-1} = dc ⊙ f
-            dc = dc * F_[s]
-        dc = dc.squeeze(1)
-        dh0 = da[0] @ w_hh
-        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, N, H)
-        # dW_hh = Σ_s da_s h_{s-1}ᵀ, one matrix product over all steps
-        dw_hh = da.view(T * N, G).t() @ h_prev.view(T * N, H)
-        d_xw = da.flip(0) if reverse else da
-        return d_xw, dh0, dc, dw_hh, None
+        o, i, f, g = gates.split(H, dim=2)  # each (T, N, H), time order
+        c_prev = cs[1:] if reverse else cs[:-1]  # c_{s-1} of every step, time order
+        # local factors of every step at once, in one buffer of five blocks:
+        # (h (1 − o), g σ'(i), c_{s-1} σ'(f), i (1 − g²), f)
+        coef = gates.new_empty(T, N, 5 * H)
+        coef_o, coef_i, coef_f, coef_g, coef_c = coef.split(H, dim=2)
+        torch.addcmul(hs, hs, o, value=-1, out=coef_o)  # h (1 − o) = tanh(c) σ'(o)
+        if_ = gates[..., H : 3 * H]
+        torch.addcmul(if_, if_, if_, value=-1, out=coef[..., H : 3 * H])  # σ'(i), σ'(f)
+        coef_i.mul_(g)
+        coef_f.mul_(c_prev)
+        torch.addcmul(i, i * g, g, value=-1, out=coef_g)  # i (1 − g²)
+        coef_c.copy_(f)  # dc_{s-1} = dc ⊙ f
+        # ∂h/∂c = o (1 − tanh² c) = o − h tanh(c), seen four times: for i, f, g and dc_{s-1}
+        o_dtanh = torch.addcmul(o, hs, tcs, value=-1).unsqueeze(2).expand(T, N, 4, H)
+        # da holds (dh, dc, dc, dc, dc) until multiplied by coef, which leaves
+        # (da_o, da_i, da_f, da_g) and dc_{s-1} in place
+        da = torch.empty_like(coef)
+        back = not reverse  # the backward pass visits the steps in the opposite order
+
+        def steps(v: Tensor) -> tuple[Tensor, ...]:
+            return _order(v.unbind(0), back)
+
+        DA, DA4, DOUT = steps(da), steps(da[..., : 4 * H]), steps(d_out)
+        DH, DH1 = steps(da[..., :H]), steps(da[..., :H].unsqueeze(2))
+        DC, DC4 = steps(da[..., 4 * H :].unsqueeze(2)), steps(da[..., H:].unflatten(-1, (4, H)))
+        COEF, ODT = steps(coef), steps(o_dtanh)
+        torch.add(DOUT[0], d_hT, out=DH[0])
+        dc = d_cT.unsqueeze(1)  # (N, 1, H)
+        for k in range(T):  # k counts back from the last processed step
+            if k > 0:
+                # dh_s = dout_s + W_hhᵀ da_{s+1}, written into the first block
+                torch.addmm(DOUT[k], DA4[k - 1], w_hh, out=DH[k])
+                dc = DC[k - 1]
+            # dc += dh ⊙ o ⊙ (1 − tanh² c_s), written into the other four blocks
+            torch.addcmul(dc, DH1[k], ODT[k], out=DC4[k])
+            # (da_o, da_i, da_f, da_g, dc_{s-1}) = (dh, dc, dc, dc, dc) ⊙ coef
+            DA[k].mul_(COEF[k])
+        d_xw = da[..., : 4 * H]
+        dh0 = DA4[T - 1] @ w_hh
+        # dW_hh = Σ_s da_s h_{s-1}ᵀ: h_{s-1} is h0 for the first processed step and the
+        # neighbouring output otherwise, so two products cover all steps without a copy
+        first, rest = (T - 1, slice(0, T - 1)) if reverse else (0, slice(1, T))
+        h_prev_rest = hs[1:] if reverse else hs[:-1]
+        dw_hh = d_xw[first].t() @ h0
+        if T > 1:
+            dw_hh.addmm_(d_xw[rest].reshape(-1, G).t(), h_prev_rest.reshape(-1, H))
+        return d_xw, dh0, DC[T - 1].squeeze(1), dw_hh, None
 
 
 def lstm_loop(

@@ -5,34 +5,84 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from rnn_course import bench
 
 
-def test_main_prints_one_row_per_size_cell_and_pass(capsys):
+def test_main_prints_one_row_per_size_and_pass(capsys):
     rows = bench.main(
         ["--config", "3,2,4,5", "--config", "2,1,3,3", "--repeats", "1", "--warmup", "0"]
     )
     printed = capsys.readouterr().out
-    assert [(r.config.label, r.cell, r.pass_) for r in rows] == [
-        (label, cell, pass_)
+    assert [(r.config.label, r.pass_) for r in rows] == [
+        (label, pass_)
         for label in ("T=3 N=2 I=4 H=5", "T=2 N=1 I=3 H=3")
-        for cell in ("LSTM", "GRU")
-        for pass_ in ("forward", "forward+backward")
+        for pass_ in ("forward", "fwd+bwd", "fwd+bwd+dx")
     ]
     for row in rows:
-        for value in (row.ours_ms, row.torch_ms, row.ratio):
+        assert set(row.times) == set(bench.LAYERS)
+        values = [row.ms(*key) for key in bench.LAYERS]
+        values += [row.ratio(cell)[0] for cell in ("LSTM", "GRU")]
+        values += [row.gru_over_lstm(impl)[0] for impl in ("ours", "torch")]
+        for value in values:
             assert math.isfinite(value) and value > 0
-    table_lines = [line for line in printed.splitlines() if line.startswith("T=")]
-    assert len(table_lines) == len(rows)
-    assert "rnn_course ms" in printed and "torch.nn ms" in printed and "ratio" in printed
+    lines = printed.splitlines()
+    table = [line for line in lines if line.startswith("| T=")]
+    assert len(table) == len(rows)
+    assert lines[1].startswith("| size") and "GRU/LSTM ours" in lines[1]
+    assert "1 thread(s)" in lines[0]
+    # every line of the Markdown table has the same columns
+    assert {line.count("|") for line in lines[1:]} == {len(bench.COLUMNS) + 1}
 
 
-def test_format_table_shows_the_ratio():
-    config = bench.BenchConfig(10, 2, 3, 4)
-    row = bench.BenchRow("LSTM", config, "forward", ours_ms=3.0, torch_ms=2.0)
-    assert row.ratio == 1.5
-    assert bench.format_table([row]).splitlines()[-1].split()[-1] == "1.50"
+def fake_row(ms: dict[tuple[str, str], tuple[float, ...]]) -> bench.BenchRow:
+    return bench.BenchRow(bench.BenchConfig(10, 2, 3, 4), "fwd+bwd+dx", ms)
+
+
+def test_ratios_are_computed_per_run_from_the_measured_times():
+    row = fake_row({
+        ("LSTM", "ours"): (3.0, 4.0, 6.0),
+        ("LSTM", "torch"): (2.0, 2.0, 2.0),
+        ("GRU", "ours"): (1.5, 3.0, 3.0),
+        ("GRU", "torch"): (1.0, 1.0, 4.0),
+    })  # fmt: skip
+    assert row.ms("LSTM", "ours") == 4.0
+    assert row.ratio("LSTM") == (2.0, 1.5, 3.0)  # median, min, max of 1.5, 2.0, 3.0
+    assert row.ratio("GRU") == (1.5, 0.75, 3.0)  # 1.5, 3.0, 0.75
+    assert row.gru_over_lstm("ours") == (0.5, 0.5, 0.75)  # 0.5, 0.75, 0.5
+    assert row.gru_over_lstm("torch") == (0.5, 0.5, 2.0)  # 0.5, 0.5, 2.0
+    line = bench.format_table([row]).splitlines()[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:4] == ["T=10 N=2 I=3 H=4", "fwd+bwd+dx", "4.00", "2.00"]
+    assert cells[4] == "2.00 (1.50–3.00)"
+    assert cells[-2:] == ["0.50 (0.50–0.75)", "0.50 (0.50–2.00)"]
+
+
+def test_one_run_shows_the_ratio_without_a_range():
+    row = fake_row({key: (2.0,) if key[1] == "ours" else (4.0,) for key in bench.LAYERS})
+    cells = [c.strip() for c in bench.format_table([row]).splitlines()[-1].strip("|").split("|")]
+    assert cells[4] == cells[7] == "0.50"
+    assert cells[8] == cells[9] == "1.00"
+
+
+@pytest.mark.parametrize(
+    ("pass_", "params_grad", "input_grad"),
+    [("forward", False, False), ("fwd+bwd", True, False), ("fwd+bwd+dx", True, True)],
+)
+@pytest.mark.parametrize("key", list(bench.LAYERS))
+def test_each_pass_computes_the_gradients_it_names(pass_, params_grad, input_grad, key):
+    layer = bench.LAYERS[key](4, 5)
+    x = bench.timed_input(torch.randn(3, 2, 4), pass_)
+    bench._call(layer, x, pass_)()
+    assert (layer.weight_hh_l0.grad is not None) == params_grad
+    assert (x.grad is not None) == input_grad
+
+
+def test_runs_collect_one_time_per_run():
+    rows = bench.run([bench.BenchConfig(3, 2, 4, 5)], repeats=1, warmup=0, runs=2)
+    assert [r.pass_ for r in rows] == list(bench.PASSES)
+    assert all(len(times) == 2 for r in rows for times in r.times.values())
 
 
 @pytest.mark.parametrize("bad", ["1,2,3", "1,2,x,4", "0,2,3,4"])
