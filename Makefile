@@ -21,10 +21,10 @@ help:
 	@echo "make bench       benchmark the layers against torch.nn"
 	@echo "make release     regenerate the student notebooks and their self-check data in assignments/"
 	@echo "make secret      create this course's secret (.course-secret), once, before grading"
-	@echo "make collect     A=<assignment>: import an LMS zip download (nbgrader zip_collect)"
-	@echo "make autograde   A=<assignment>: autograde every submission"
-	@echo "make feedback    A=<assignment>: generate HTML feedback"
-	@echo "make grades      export all grades to grades.csv"
+	@echo "make collect     A=<assignment>: import the LMS download in downloaded/<a>/archive/"
+	@echo "make autograde   A=<assignment>: autograde every submission (sandboxed)"
+	@echo "make feedback    A=<assignment>: HTML feedback, named for upload to the LMS"
+	@echo "make grades      A=<assignment>: exports/<a>/canvas-grades.csv for the LMS import"
 	@echo "make grade       A=<assignment>: parallel trusted grading with a summary report"
 
 venv: $(VENV)/.installed
@@ -57,16 +57,17 @@ secret: venv
 	$(VENV)/bin/rnn-course secret
 
 collect: venv
-	nbgrader zip_collect $(A) --force
+	$(PY) -m rnn_grader.lms collect $(A)
 
 autograde: venv
 	nbgrader autograde $(A)
 
 feedback: venv
 	nbgrader generate_feedback $(A) --force
+	$(PY) -m rnn_grader.lms feedback $(A)
 
 grades: venv
-	nbgrader export --to grades.csv
+	$(PY) -m rnn_grader.lms grades $(A)
 
 grade: venv
 	$(VENV)/bin/rnn-course grade $(A)

@@ -12,9 +12,10 @@ from nbgrader.preprocessors import (
     ClearOutput,
     DeduplicateIds,
     NbGraderPreprocessor,
-    OverwriteCells,
     OverwriteKernelspec,
 )
+
+from rnn_grader.autograde.checksums import ReleasedChecksums, silence_gradebook_warnings
 
 
 class DropEmptyGraderMetadata(NbGraderPreprocessor):
@@ -24,7 +25,7 @@ class DropEmptyGraderMetadata(NbGraderPreprocessor):
     ``add_missing_cells``) fail on the missing ``grade_id`` and the submission is not graded.
     """
 
-    def preprocess_cell(self, cell, resources, index):  # noqa: ANN001, ANN201
+    def preprocess_cell(self, cell, resources, index):
         if "nbgrader" in cell.metadata and not cell.metadata.nbgrader.get("grade_id"):
             del cell.metadata["nbgrader"]
         return cell, resources
@@ -69,28 +70,55 @@ c.Autograde.sanitize_preprocessors = [
     DeduplicateIds,
     DropEmptyGraderMetadata,
     OverwriteKernelspec,
-    OverwriteCells,
+    ReleasedChecksums,  # OverwriteCells, without reporting the hidden tests as an edit
     CheckCellMetadata,
 ]
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40
+# nbgrader's gradebook under SQLAlchemy 2 warns "not in session" for every submission; the
+# objects are added right after, so the warning only hides real problems in the log.
+silence_gradebook_warnings()
 
-# --- collecting from an LMS download (make collect A=<assignment>) -------------------------
-# Put the LMS's bulk download (zip) in downloaded/<assignment>/archive/. The pattern below
-# is Canvas's "Download submissions" naming,
-#     <name>_[late_]<user id>_<submission id>_<file name>[-<n>].ipynb
-# e.g. "doejane_late_48121_5203311_rnn_bptt-1.ipynb" -> student "doejane", rnn_bptt.ipynb
-# (Canvas appends -<n> to resubmitted files). Adapt it for another LMS; it must define the
-# groups student_id and file_id (the released notebook's name without extension).
-c.ZipCollectApp.archive_directory = "archive"
-c.ZipCollectApp.extracted_directory = "extracted"
-c.FileNameCollectorPlugin.valid_ext = [".ipynb"]
-c.FileNameCollectorPlugin.named_regexp = (
-    r".*/(?P<student_id>[a-z0-9]+)_(?:late_)?\d+_\d+_(?P<file_id>[A-Za-z0-9_]+?)(?:-\d+)?\.ipynb$"
-)
+# --- collecting from the LMS (make collect A=<assignment>) ------------------------------
+# Put the LMS's bulk download (zip) in downloaded/<assignment>/archive/; `make collect`
+# runs `python -m rnn_grader.lms collect <assignment>`, which reads Canvas's naming
+#     <sortable name>_[late_]<user id>_<attachment id>_<file name>[-<n>].ipynb
+# keys each student by the LMS user id (the folder name in submitted/), keeps the display
+# name in the gradebook and records lateness in submitted/<id>/<a>/lms.json. For another
+# LMS, add a class to rnn_grader/lms/ and name it here.
+c.LmsCourse.lms = "canvas"
+# Optional: the LMS's own gradebook export (Canvas: Grades > Export), for display names,
+# SIS ids and sections. Without it, names come from the file names.
+c.LmsCourse.roster = ""
+# Canvas assignment column per nbgrader assignment, as in Canvas's gradebook export,
+# "<title> (<Canvas assignment id>)"; by default the nbgrader name (a new column).
+c.LmsCourse.assignment_columns = {}
 
-# --- exporting grades (make grades) -------------------------------------------------------
+# --- exporting grades (make grades A=<assignment>) -------------------------------------
+# `python -m rnn_grader.lms grades <assignment>` writes exports/<a>/canvas-grades.csv for
+# Canvas's gradebook import (Grades > Import): one column for the graded assignment,
+# rows only for students who submitted, total points including the manually graded
+# written answers; a submission whose written answers are not graded yet is left blank
+# (Canvas keeps what it has) and listed. exports/<a>/summary.csv adds lateness and parts.
 c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
+
+# --- viewing submissions: formgrader and feedback --------------------------------------
+# Student-authored Markdown, HTML and outputs are sanitized wherever nbgrader renders a
+# notebook to HTML (formgrader's submission view and generate_feedback): nbconvert's
+# own switch, a Markdown filter that cleans the rendered HTML (nbgrader's templates bypass
+# the switch for Markdown cells) and a preprocessor for outputs, raw cells and metadata.
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.filters = {
+    "markdown2html": "rnn_grader.feedback.sanitize.markdown2html_sanitized",
+}
+c.HTMLExporter.preprocessors = [
+    "rnn_grader.feedback.sanitize.SanitizeStudentContent",
+    "rnn_grader.feedback.messages.ExplainBlankAnswers",
+]
+# Feedback a student can read offline: MathJax inlined, messages wrapped, blank answers
+# explained ("you have not implemented f yet"). `make feedback` then names a copy of each
+# file for the LMS (exports/<a>/feedback/ and a zip for Canvas's "Re-upload submissions").
+c.GenerateFeedback.exporter_class = "rnn_grader.feedback.exporter.FeedbackExporter"
 
 # --- trusted grading ----------------------------------------------------------------------
 # `nbgrader autograde` checks the graded functions in a bubblewrap sandbox where neither
