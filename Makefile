@@ -12,13 +12,14 @@ A ?= rnn_bptt
 ASSIGNMENTS := rnn_bptt gated_cells deep_birnn
 DEBIAN_PACKAGES := chromium bubblewrap
 
-.PHONY: help venv book test lint bench release secret collect autograde feedback grades grade system-deps clean
+.PHONY: help venv book test lint bench gpu-check release secret collect autograde feedback grades grade system-deps clean
 
 help:
 	@echo "make book        build the textbook into _build/html"
 	@echo "make test        run the whole test suite (book build, nbgrader, browser)"
 	@echo "make lint        ruff over the package and the tests"
 	@echo "make bench       benchmark the layers against torch.nn"
+	@echo "make gpu-check   CUDA tests and the benchmark against cuDNN (says so without CUDA)"
 	@echo "make release     regenerate the student notebooks and their self-check data in assignments/"
 	@echo "make secret      create this course's secret (.course-secret), once, before grading"
 	@echo "make collect     A=<assignment>: import the LMS download in downloaded/<a>/archive/"
@@ -48,6 +49,15 @@ lint: venv
 
 bench: venv
 	$(PY) -m rnn_course.bench
+
+# The device-parametrized tests on CUDA, then one benchmark table against cuDNN.
+gpu-check: venv
+	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+	  $(PY) -m pytest -m cuda -q -p no:cacheprovider && \
+	  $(PY) -m rnn_course.bench --device cuda --runs 3; \
+	else \
+	  echo "CUDA is not available: nothing to check on this machine."; \
+	fi
 
 release: venv
 	for a in $(ASSIGNMENTS); do nbgrader generate_assignment "$$a" --force || exit 1; done

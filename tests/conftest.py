@@ -16,12 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_SECRET = "tests-only-course-secret-4f1c9a"
 os.environ["RNN_COURSE_SECRET"] = TEST_SECRET
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# the CUDA cases carry the ``cuda`` marker: ``pytest -m cuda`` (``make gpu-check``) runs them
+DEVICES = [pytest.param("cpu", id="cpu")] + (
+    [pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)] if torch.cuda.is_available() else []
+)
 
 
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> torch.device:
-    """Every device-parametrized test runs on the CPU and, where present, on CUDA."""
+    """Every device-parametrized test runs on the CPU and, where present, on CUDA.
+
+    On a machine with CUDA, ``pytest -m cuda`` selects the CUDA cases only.
+    """
     return torch.device(request.param)
 
 
