@@ -367,3 +367,133 @@ def test_grading_as_an_ordinary_user_works_or_says_what_is_missing():
     assert out["escaped"] is False  # no user namespace inside the sandbox
     # the total-memory cap is there, or grading says it is not
     assert (out["peak"] is None) == any("memory cgroup" in m for m in out["missing"])
+
+
+# --- Dask: TLS, and no plain TCP off this machine ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("tcp://127.0.0.1:8786", True),
+        ("tcp://localhost:8786", True),
+        ("tcp://[::1]:8786", True),
+        ("127.0.0.1:8786", True),
+        ("tcp://10.1.2.3:8786", False),
+        ("tcp://grader.example.org:8786", False),
+        ("ws://10.1.2.3:8786", False),
+        ("10.1.2.3:8786", False),
+    ],
+)
+def test_plain_tcp_is_refused_off_loopback_unless_allowed(address, allowed):
+    from rnn_grader.autograde.runner import check_scheduler_address
+
+    if allowed:
+        check_scheduler_address(address, None, False)
+    else:
+        with pytest.raises(ValueError, match="allow-insecure-tcp"):
+            check_scheduler_address(address, None, False)
+    check_scheduler_address(address, None, True)  # the instructor's explicit opt-in
+
+
+def test_tls_scheduler_needs_the_tls_files():
+    from rnn_grader.autograde.runner import check_scheduler_address
+
+    with pytest.raises(ValueError, match="tls-ca-file"):
+        check_scheduler_address("tls://10.1.2.3:8786", None, False)
+
+
+def test_grade_command_refuses_plain_tcp_to_another_host(tmp_path):
+    import os
+    import subprocess
+
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    env = {**os.environ, "RNN_COURSE_SECRET": "a-test-secret-of-enough-length"}
+    cmd = [sys.executable, "-m", "rnn_grader.cli", "grade", "toy", "--scheduler"]
+    done = subprocess.run(
+        [*cmd, "tcp://10.1.2.3:8786"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "refusing plain TCP" in done.stderr and "--tls-ca-file" in done.stderr
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    import subprocess
+
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def test_tls_cluster_accepts_only_certificate_holders(tmp_path):
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    from rnn_grader.autograde.runner import dask_security
+
+    subj = ["-subj", "/CN=rnng-test-ca", "-days", "1", "-nodes"]
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        *subj,
+        cwd=tmp_path,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+        "-subj",
+        "/CN=localhost",
+        cwd=tmp_path,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "1",
+        cwd=tmp_path,
+    )
+    ca, cert, key = (str(tmp_path / n) for n in ("ca.pem", "node.pem", "node.key"))
+    server = Security(
+        tls_ca_file=ca,
+        tls_scheduler_cert=cert,
+        tls_scheduler_key=key,
+        tls_worker_cert=cert,
+        tls_worker_key=key,
+        tls_client_cert=cert,
+        tls_client_key=key,
+        require_encryption=True,
+    )
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tls://",
+        host="127.0.0.1",
+        security=server,
+        dashboard_address=None,
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://")
+        with Client(address, security=dask_security(ca, cert, key), timeout=20) as client:
+            assert client.submit(sum, [1, 2]).result(timeout=20) == 3
+        with pytest.raises(Exception):  # noqa: B017 - no certificate, no connection
+            Client(address.replace("tls://", "tcp://"), timeout=3)
