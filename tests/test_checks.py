@@ -77,7 +77,9 @@ def test_cases_are_plain_and_reproducible_and_hidden_ones_follow_the_secret(name
     hidden = check.cases(hidden=True, secret=SECRET)
     assert len(public) >= 2 and len(hidden) > len(public)
     assert all(is_plain(c) for c in public + hidden)
-    assert all(same(a, b) for a, b in zip(hidden, check.cases(hidden=True, secret=SECRET), strict=True))
+    assert all(
+        same(a, b) for a, b in zip(hidden, check.cases(hidden=True, secret=SECRET), strict=True)
+    )
     other = check.cases(hidden=True, secret=b"another-course-secret-987654")
     assert not any(same(a, b) for a, b in zip(hidden, other, strict=True))
     assert not any(same(a, b) for a in public for b in hidden)
@@ -130,7 +132,10 @@ def test_every_backward_check_has_a_costly_hidden_case(name: str) -> None:
     assert sum(sizes) > 100_000
     weights = case["Wx"].size + case["Wh"].size
     assert weights > 30_000
-    forward_flops = case["x"].size * case["Wx"].shape[1] + case["h0" if "h0" in case else "h_prev"].size * case["Wh"].shape[1]
+    forward_flops = (
+        case["x"].size * case["Wx"].shape[1]
+        + case["h0" if "h0" in case else "h_prev"].size * case["Wh"].shape[1]
+    )
     assert forward_flops * weights > 10**11
 
 
@@ -166,7 +171,9 @@ def test_driver_hands_fresh_copies_to_the_student() -> None:
         Wx *= 2
         return out, None
 
-    outputs = selfcheck.run(checks.call("rnn_step_forward"), {"rnn_step_forward": rnn_step_forward}, case)
+    outputs = selfcheck.run(
+        checks.call("rnn_step_forward"), {"rnn_step_forward": rnn_step_forward}, case
+    )
     for k, v in before.items():
         np.testing.assert_array_equal(case[k], v)
     checks.compare("rnn_step_forward", outputs, want, case_label="public case 1")

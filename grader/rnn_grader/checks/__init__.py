@@ -1,4 +1,6 @@
-"""The course's checks, in the interface the trusted grader loads (``TrustedExecute.grading_package``).
+"""The course's checks, in the interface the trusted grader loads.
+
+This module is ``TrustedExecute.grading_package``.
 
 A grading package exposes ``cases(name, *, hidden, secret)``, ``expected(name, case)``,
 ``mistakes(name, case)``, ``compare(name, outputs, expected, *, case_label, hidden,

@@ -1,7 +1,8 @@
 """Deliberately wrong versions of the graded functions, for hints in failure messages.
 
 When a student's output does not match the reference, the comparison (the student-side
-:mod:`selfcheck` and the grader) checks whether it matches one of these instead and, if so, names the mistake. Each
+:mod:`selfcheck` and the grader) checks whether it matches one of these instead and, if
+so, names the mistake. Each
 function here returns ``{hint: outputs}`` for one case; the outputs use the same names
 as the reference's. The mistakes are the classic ones: tanh's derivative taken at the
 pre-activation, a forgotten recurrent gradient, parameter gradients not summed over time,

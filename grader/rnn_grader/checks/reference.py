@@ -108,7 +108,7 @@ def lstm_forward(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Te
 def gru_step_forward(
     x: Tensor, h_prev: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor, *, reset_after: bool = False
 ) -> Tensor:
-    """``h_next`` of one lecture-GRU step, by :class:`rnn_course.GRUCell` (``reset_after=False``)."""
+    """``h_next`` of one lecture-GRU step, by ``rnn_course.GRUCell(reset_after=False)``."""
     kind = "gru_cell_after" if reset_after else "gru_cell"
     cell = _module(kind, x.shape[-1], h_prev.shape[-1])
     return functional_call(cell, torch_layout(*lecture_gru_to_torch(Wx, Wh, b)), (x, h_prev))
@@ -161,7 +161,7 @@ def highway_forward(x: Tensor, W_h: Tensor, b_h: Tensor, W_t: Tensor, b_t: Tenso
 
 
 def clip_grad_norm(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor], float]:
-    """The contract's rule: one global norm; scale by ``max_norm / norm`` only if ``norm > max_norm``.
+    """The contract's rule: one global norm; scale by ``max_norm / norm`` if ``norm > max_norm``.
 
     The norm is :func:`rnn_course.clip.grad_norm`; unlike ``clip_grad_norm_`` the contract
     has no ``1e-6`` in the denominator and leaves gradients untouched at or below the
@@ -202,7 +202,9 @@ def vjp(
 def grad_norms_through_time(
     dh_last: Tensor, x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor
 ) -> Tensor:
-    """``norms (T,)``: Frobenius norm of the total derivative ``dJ/dh[:, t]``, ``J = ⟨dh_last, h_T⟩``.
+    """``norms (T,)``: Frobenius norms of the total derivatives ``dJ/dh[:, t]``.
+
+    ``J = ⟨dh_last, h[:, T-1]⟩``.
 
     Steps the package's :class:`rnn_course.RNNCell` so that every state is a node of the
     graph, then asks autograd for ``dJ/dh_t`` of all of them at once.

@@ -291,7 +291,9 @@ def compare(name, outputs, expected, *, case_label, hint, mistakes=None, show_va
         if isinstance(want, dict):
             if not isinstance(got, dict):
                 kind = "None" if got is None else type(got).__name__
-                raise _fail(prefix, f"{key} must be a dict with keys {sorted(want)}, got {kind}", hint)
+                raise _fail(
+                    prefix, f"{key} must be a dict with keys {sorted(want)}, got {kind}", hint
+                )
             if sorted(got) != sorted(want):
                 raise _fail(
                     prefix,
@@ -334,7 +336,9 @@ def _compare_array(prefix, key, got, want, outputs, mistakes, hint, show_values)
             named = f"{key} must be summed over the batch axis (axis=0)"
         if named is None and arr.shape == want.shape[::-1] and arr.ndim == 2:
             named = f"{key} looks transposed"
-        raise _fail(prefix, f"{key} has shape {arr.shape}, expected shape {want.shape}", named or hint)
+        raise _fail(
+            prefix, f"{key} has shape {arr.shape}, expected shape {want.shape}", named or hint
+        )
     if not np.all(np.isfinite(arr)):
         bad = np.unravel_index(int(np.argmax(~np.isfinite(arr))), arr.shape)
         raise _fail(
@@ -398,7 +402,7 @@ def run_check(name, namespace, data=None):
 
 
 def check(name):
-    """Check your ``name`` on its public cases; raise ``AssertionError`` with a hint on a difference.
+    """Check your ``name`` on its public cases; ``AssertionError`` with a hint on a difference.
 
     Exceptions raised by your own code (for example ``NotImplementedError``) pass through.
     The grader runs more (hidden) cases of other sizes and values.
@@ -419,7 +423,8 @@ def numerical_gradient(f, x, df, h=1e-5):
     Args:
         f: function of ``x`` returning an array shaped like ``df``.
         x: float64 array, perturbed in place one entry at a time and restored, so ``f``
-            may close over it: ``numerical_gradient(lambda _: rnn_forward(x, h0, Wx, Wh, b)[0], Wx, dh)``.
+            may close over it, as in
+            ``numerical_gradient(lambda _: rnn_forward(x, h0, Wx, Wh, b)[0], Wx, dh)``.
         df: upstream gradient, the weights of ``f(x)``'s entries in the scalar loss.
         h: step size.
     """
