@@ -21,6 +21,7 @@ help:
 	@echo "make bench       benchmark the layers against torch.nn"
 	@echo "make gpu-check   CUDA tests and the benchmark against cuDNN (says so without CUDA)"
 	@echo "make release     regenerate the student notebooks and their self-check data in assignments/"
+	@echo "make student     a student's environment in .venv-student (NumPy, no torch)"
 	@echo "make secret      create this course's secret (.course-secret), once, before grading"
 	@echo "make collect     A=<assignment>: import the LMS download in downloaded/<a>/archive/"
 	@echo "make autograde   A=<assignment>: autograde every submission (sandboxed)"
@@ -62,6 +63,11 @@ gpu-check: venv
 release: venv
 	for a in $(ASSIGNMENTS); do nbgrader generate_assignment "$$a" --force || exit 1; done
 	$(PY) -m rnn_grader.release $(ASSIGNMENTS)
+
+# A student's environment: NumPy, Matplotlib, JupyterLab and nbgrader at the lock's versions.
+student:
+	test -x .venv-student/bin/python || $(PYTHON) -m venv .venv-student
+	.venv-student/bin/python -m pip install --quiet -c requirements.lock numpy matplotlib jupyterlab nbgrader
 
 secret: venv
 	$(VENV)/bin/rnn-course secret

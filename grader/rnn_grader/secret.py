@@ -13,9 +13,7 @@ from pathlib import Path
 
 ENV_VAR = "RNN_COURSE_SECRET"
 FILE_NAME = ".course-secret"
-HOW = (
-    f"run `rnn-course secret` once in the course root (or `make secret`), or set {ENV_VAR}"
-)
+HOW = f"run `rnn-course secret` once in the course root (or `make secret`), or set {ENV_VAR}"
 
 
 class MissingSecret(RuntimeError):
