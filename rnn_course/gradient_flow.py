@@ -66,7 +66,7 @@ def _stepwise_hidden_gradient_norms(
     if getattr(layer, "bidirectional", False):
         raise ValueError(
             "layer must be unidirectional: the backward direction's state at step t depends "
-            "on inputs after t, so there is no single h_t to differentiate; got "
+            "on inputs after t, so there is no single h^(t) to differentiate; got "
             "bidirectional=True"
         )
     expect_tensor("x", x)
@@ -88,7 +88,7 @@ def _stepwise_hidden_gradient_norms(
             is_lstm = isinstance(state, tuple)
             h_n = state[0] if is_lstm else state  # (num_layers, N, H)
             rows = list(h_n.unbind(0))
-            tops.append(rows[-1])  # the top layer's h_t, (N, H)
+            tops.append(rows[-1])  # the top layer's h^(t), (N, H)
             h_n = torch.stack(rows)  # the next step reads tops[-1] itself
             state = (h_n, state[1]) if is_lstm else h_n
             if cut_every is not None and (t + 1) % cut_every == 0 and t + 1 < T:

@@ -28,7 +28,7 @@ def make_layer(kind: str, D: int, H: int, num_layers: int = 1, batch_first: bool
 
 
 def norms_by_restarting(layer, x: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
-    """dJ/dh_t computed independently: run to t, make the top h_t a leaf, run on from it."""
+    """dL/dh^(t) computed independently: run to t, make the top h^(t) a leaf, run on from it."""
     T = x.shape[1]
     norms = []
     for t in range(T):
