@@ -75,29 +75,31 @@ class GRULoop(torch.autograd.Function):
             hw[..., 2 * H :].copy_(b_hh[2 * H :])
         ns = xw.new_empty(T, N, H)  # n_s
         hs = xw.new_empty(T, N, H)  # h_s, the output
-        w_hh_t = w_hh.t()
+        # the loop reads and writes these buffers only: no autograd bookkeeping at all
+        with torch.inference_mode():
+            w_hh_t = w_hh.t()
 
-        # per-step views in processing order, made once (unbind is one call for T steps)
-        def steps(v: Tensor) -> tuple[Tensor, ...]:
-            return _order(v.unbind(0), reverse)
+            # per-step views in processing order, made once (unbind is one call for T steps)
+            def steps(v: Tensor) -> tuple[Tensor, ...]:
+                return _order(v.unbind(0), reverse)
 
-        HW, RZ, XN = steps(hw), steps(hw[..., : 2 * H]), steps(xw[..., 2 * H :])
-        R, Z, HN = (steps(v) for v in hw.split(H, dim=2))
-        NS, HS = steps(ns), steps(hs)
-        h = h0
-        for s in range(T):
-            # (a_r, a_z, hw_n) += W_hh h_{s-1}
-            HW[s].addmm_(h, w_hh_t)
-            # r, z = σ(a_r, a_z)
-            RZ[s].sigmoid_()
-            # n = tanh(xw_n + r ⊙ hw_n)
-            torch.addcmul(XN[s], R[s], HN[s], out=NS[s]).tanh_()
-            # h_s = (1 − z) ⊙ n + z ⊙ h_{s-1}
-            h = torch.lerp(NS[s], h, Z[s], out=HS[s])
+            HW, RZ, XN = steps(hw), steps(hw[..., : 2 * H]), steps(xw[..., 2 * H :])
+            R, Z, HN = (steps(v) for v in hw.split(H, dim=2))
+            NS, HS = steps(ns), steps(hs)
+            h = h0
+            for s in range(T):
+                # (a_r, a_z, hw_n) += W_hh h_{s-1}
+                HW[s].addmm_(h, w_hh_t)
+                # r, z = σ(a_r, a_z)
+                RZ[s].sigmoid_()
+                # n = tanh(xw_n + r ⊙ hw_n)
+                torch.addcmul(XN[s], R[s], HN[s], out=NS[s]).tanh_()
+                # h_s = (1 − z) ⊙ n + z ⊙ h_{s-1}
+                h = torch.lerp(NS[s], h, Z[s], out=HS[s])
         ctx.reverse = reverse
         ctx.has_bias = b_hh is not None
         ctx.save_for_backward(hw, ns, hs, h0, w_hh)
-        return hs, h.clone()
+        return hs, hs[0 if reverse else T - 1].clone()
 
     @staticmethod
     @once_differentiable
@@ -108,43 +110,46 @@ class GRULoop(torch.autograd.Function):
         reverse = ctx.reverse
         T, N, G = hw.shape
         H = G // 3
-        r, z, hn = hw.split(H, dim=2)  # each (T, N, H), time order
-        # the factors of every step at once (see the module)
-        one_minus_z = torch.rsub(z, 1)
-        c_n = torch.addcmul(one_minus_z, one_minus_z * n, n, value=-1)  # (1 − z)(1 − n²)
-        coef = hw.new_empty(T, N, 3, H)
-        c_r, c_z, c_hn = coef.unbind(2)
-        torch.addcmul(r, r, r, value=-1, out=c_r).mul_(hn).mul_(c_n)  # c_n hw_n σ'(r)
-        torch.sub(hs, n, out=c_z).mul_(one_minus_z)  # (h_{s-1} − n) σ'(z) = (h_s − n)(1 − z)
-        torch.mul(c_n, r, out=c_hn)
         dh = torch.empty_like(hs)
         dg = torch.empty_like(hw)
-        back = not reverse  # the backward pass visits the steps in the opposite order
+        d_xw = torch.empty_like(hw)
+        with torch.inference_mode():
+            r, z, hn = hw.split(H, dim=2)  # each (T, N, H), time order
+            # the factors of every step at once (see the module)
+            one_minus_z = torch.rsub(z, 1)
+            c_n = torch.addcmul(one_minus_z, one_minus_z * n, n, value=-1)  # (1 − z)(1 − n²)
+            coef = hw.new_empty(T, N, 3, H)
+            c_r, c_z, c_hn = coef.unbind(2)
+            torch.addcmul(r, r, r, value=-1, out=c_r).mul_(hn).mul_(c_n)  # c_n hw_n σ'(r)
+            torch.sub(hs, n, out=c_z).mul_(one_minus_z)  # (h_{s-1} − n) σ'(z) = (h_s − n)(1 − z)
+            torch.mul(c_n, r, out=c_hn)
+            back = not reverse  # the backward pass visits the steps in the opposite order
 
-        def steps(v: Tensor) -> tuple[Tensor, ...]:
-            return _order(v.unbind(0), back)
+            def steps(v: Tensor) -> tuple[Tensor, ...]:
+                return _order(v.unbind(0), back)
 
-        DH, DH1, DOUT, Z = steps(dh), steps(dh.unsqueeze(2)), steps(d_out), steps(z)
-        DG, DG3, COEF = steps(dg), steps(dg.view(T, N, 3, H)), steps(coef)
-        torch.add(DOUT[0], d_hT, out=DH[0])
-        torch.mul(DH1[0], COEF[0], out=DG3[0])
-        for k in range(1, T):  # k counts back from the last processed step
-            # dh_s = dout_s + z_{s+1} ⊙ dh_{s+1} + W_hhᵀ dg_{s+1}
-            torch.addcmul(DOUT[k], Z[k - 1], DH[k - 1], out=DH[k]).addmm_(DG[k - 1], w_hh)
-            # (da_r, da_z, dhw_n) = dh_s ⊙ (c_r, c_z, c_hn)
-            torch.mul(DH1[k], COEF[k], out=DG3[k])
-        # the gradient of the initial state: z_0 ⊙ dh_0 + W_hhᵀ dg_0 (first processed step)
-        dh0 = torch.addmm(Z[T - 1] * DH[T - 1], DG[T - 1], w_hh)
+            DH, DH1, DOUT, Z = steps(dh), steps(dh.unsqueeze(2)), steps(d_out), steps(z)
+            DG, DG3, COEF = steps(dg), steps(dg.view(T, N, 3, H)), steps(coef)
+            torch.add(DOUT[0], d_hT, out=DH[0])
+            torch.mul(DH1[0], COEF[0], out=DG3[0])
+            for k in range(1, T):  # k counts back from the last processed step
+                # dh_s = dout_s + z_{s+1} ⊙ dh_{s+1} + W_hhᵀ dg_{s+1}
+                torch.addcmul(DOUT[k], Z[k - 1], DH[k - 1], out=DH[k]).addmm_(DG[k - 1], w_hh)
+                # (da_r, da_z, dhw_n) = dh_s ⊙ (c_r, c_z, c_hn)
+                torch.mul(DH1[k], COEF[k], out=DG3[k])
+            # gradient of xw: (da_r, da_z) = dg_rz, da_n = dh ⊙ c_n
+            d_xw[..., : 2 * H].copy_(dg[..., : 2 * H])
+            torch.mul(dh, c_n, out=d_xw[..., 2 * H :])
         # dW_hh = Σ_s dg_s h_{s-1}ᵀ in two products (h0 for the first processed step, the
         # neighbouring output for the others), db_hh = Σ_s dg_s
         first, rest = (T - 1, slice(0, T - 1)) if reverse else (0, slice(1, T))
+        # the gradient of the initial state: z ⊙ dh + W_hhᵀ dg of the first processed step
+        dh0 = torch.addmm(z[first] * dh[first], dg[first], w_hh)
         h_prev_rest = hs[1:] if reverse else hs[:-1]
         dw_hh = dg[first].t() @ h0
         if T > 1:
             dw_hh.addmm_(dg[rest].reshape(-1, G).t(), h_prev_rest.reshape(-1, H))
         db_hh = dg.view(T * N, G).sum(0) if ctx.has_bias else None
-        # gradient of xw: (da_r, da_z) = dg_rz, da_n = dh ⊙ c_n
-        d_xw = torch.cat([dg[..., : 2 * H], dh.mul_(c_n)], dim=2)
         return d_xw, dh0, dw_hh, db_hh, None
 
 

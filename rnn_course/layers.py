@@ -16,11 +16,15 @@ The time loop is written for speed (measured by ``python -m rnn_course.bench``):
   would make each step's backward write a full-size zero gradient), appends to a list and
   stacks once;
 * there is no validation or host synchronization per step: arguments are checked once per
-  call, at the public boundary;
-* the LSTM goes further: its loop
-  (:class:`rnn_course.lstm_loop.LSTMLoop`) writes into buffers allocated once per call,
-  runs one sigmoid over the three sigmoid gates, and backpropagates through time by hand
-  instead of recording about ten autograd nodes per step.
+  call, at the public boundary, and nothing in the loops reads a tensor's value on the
+  host (``tests/test_host_sync.py`` makes every such read raise);
+* the LSTM and the GRU (``reset_after=True``, :mod:`torch.nn`'s cell) go further: their
+  loops (:class:`rnn_course.lstm_loop.LSTMLoop`, :class:`rnn_course.gru_loop.GRULoop`)
+  write into buffers allocated once per call, apply each nonlinearity to all the gates
+  that share it in one call, and backpropagate through time by hand, with the weight
+  gradients as one matrix product after the loop instead of autograd's nodes per step.
+  The GRU then does about three quarters of the LSTM's work, and takes about that share
+  of its time.
 
 Optional connections between stacked layers, ``skip="residual" | "highway" | "dense"``, are
 described in :func:`combine_skip`. With the default ``skip=None`` the state dict equals
@@ -588,23 +592,22 @@ class GRU(_SingleStateBase):
         """One direction: ``x (T, N, H_u)``, ``h (N, H)`` → outputs ``(T, N, H)`` and ``h_T``."""
         w_ih, w_hh, b_ih, b_hh = weights
         H = h.shape[1]
-        outs = []
         if self.reset_after:
             # W_ih x_t + b_ih for all t; b_hh is added to W_hh h inside the loop, because
             # r multiplies b_hn. The loop is rnn_course.gru_loop.GRULoop (hand-written BPTT).
             xw = project_inputs(x, w_ih, b_ih)  # (T, N, 3H)
             return gru_loop(xw, h, w_hh, b_hh, reverse)  # (T, N, H), (N, H)
-        else:
-            # every bias sits outside a product with a gate: fold both
-            xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 3H)
-            w_hrz_t, w_hn_t = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
-            for xw_t in _in_time_order(xw.unbind(0), reverse):
-                x_rz, x_n = xw_t.split([2 * H, H], dim=1)
-                # r, z = σ(W_i· x + b_i· + W_h· h + b_h·) in one call
-                r, z = torch.sigmoid(torch.addmm(x_rz, h, w_hrz_t)).chunk(2, dim=1)
-                # n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
-                n = torch.tanh(torch.addmm(x_n, r * h, w_hn_t))
-                # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
-                h = torch.lerp(n, h, z)
-                outs.append(h)
+        # reset_after=False: every bias sits outside a product with a gate, fold both
+        xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 3H)
+        w_hrz_t, w_hn_t = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
+        outs = []
+        for xw_t in _in_time_order(xw.unbind(0), reverse):
+            x_rz, x_n = xw_t.split([2 * H, H], dim=1)
+            # r, z = σ(W_i· x + b_i· + W_h· h + b_h·) in one call
+            r, z = torch.sigmoid(torch.addmm(x_rz, h, w_hrz_t)).chunk(2, dim=1)
+            # n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
+            n = torch.tanh(torch.addmm(x_n, r * h, w_hn_t))
+            # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
+            h = torch.lerp(n, h, z)
+            outs.append(h)
         return _stack_outputs(outs, reverse), h
