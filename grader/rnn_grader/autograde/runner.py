@@ -139,7 +139,11 @@ def autograde_student(root: str, assignment: str, student: str, unsafe: bool) ->
         if not v.passed
     ]
     error = "" if result.get("success") else str(result.get("error") or result.get("log"))
-    rejected = _rejection(error)
+    rejected = (
+        ""
+        if result.get("success")
+        else _rejection(f"{result.get('log', '')}\n{result.get('error', '')}")
+    )
     sandbox_seconds = sum(s.seconds for k, s in pp.SUMMARIES.items() if k[0] == student)
     return {
         "sandbox_seconds": sandbox_seconds,
