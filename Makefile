@@ -22,6 +22,7 @@ help:
 	@echo "make gpu-check   CUDA tests and the benchmark against cuDNN (says so without CUDA)"
 	@echo "make release     regenerate the student notebooks and their self-check data in assignments/"
 	@echo "make student     a student's environment in .venv-student (NumPy, no torch)"
+	@echo "make lock        rewrite requirements.lock from .venv (name==version lines only)"
 	@echo "make secret      create this course's secret (.course-secret), once, before grading"
 	@echo "make collect     A=<assignment>: import the LMS download in downloaded/<a>/archive/"
 	@echo "make autograde   A=<assignment>: autograde every submission (sandboxed)"
@@ -68,6 +69,14 @@ release: venv
 student:
 	test -x .venv-student/bin/python || $(PYTHON) -m venv .venv-student
 	.venv-student/bin/python -m pip install --quiet -c requirements.lock numpy matplotlib jupyterlab nbgrader
+
+# Rewrite requirements.lock from the environment: name==version lines only (pip list never
+# prints URLs or paths; local version labels such as +cpu are dropped).
+lock: venv
+	{ sed -n '1,3p' requirements.lock; \
+	  $(PY) -m pip list --format=freeze --exclude-editable --exclude pip --exclude setuptools \
+	    --exclude wheel | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 secret: venv
 	$(VENV)/bin/rnn-course secret
