@@ -147,7 +147,7 @@ def test_edited_metadata_is_rebuilt_from_the_gradebook(graded, name):
 def test_huge_notebook_is_refused_before_parsing_and_says_why(graded):
     log = graded["done"].stdout + graded["done"].stderr
     assert re.search(r"toy\.ipynb is \d+\.\d MiB, over the limit of 4\.0 MiB", log)
-    assert not (graded["root"] / "autograded" / HUGE).exists()
+    assert not (graded["root"] / "autograded" / HUGE / "toy" / "toy.ipynb").exists()
     try:
         scores = tc.scores(graded["root"], HUGE)
     except Exception:  # no submission notebook in the gradebook at all

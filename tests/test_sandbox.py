@@ -250,8 +250,7 @@ def test_memory_of_all_processes_together_is_capped():
     body = (
         "    import os, time\n    kids = []\n    for _ in range(4):\n"
         "        pid = os.fork()\n        if pid == 0:\n"
-        "            b = bytearray(300 << 20)\n"
-        "            for i in range(0, len(b), 4096):\n                b[i] = 1\n"
+        "            b = b'x' * (300 << 20)\n"
         "            os._exit(0)\n        kids.append(pid)\n"
         "    return [os.waitpid(k, 0)[1] & 0x7F for k in kids]"
     )
