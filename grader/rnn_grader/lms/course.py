@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import stat
 import zipfile
@@ -60,7 +61,12 @@ def load_settings(root: Path) -> LmsSettings:
     """Read ``c.LmsCourse`` and the course directory settings from ``nbgrader_config.py``."""
     from traitlets.config.loader import PyFileConfigLoader
 
-    c = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    saved = dict(os.environ)  # the config file may set variables for nbgrader's kernels
+    try:
+        c = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     lms = c.get("LmsCourse", {})
     course = c.get("CourseDirectory", {})
     db_url = str(course.get("db_url", "sqlite:///gradebook.db"))
@@ -127,7 +133,8 @@ def collect(root: Path, assignment: str, settings: LmsSettings | None = None) ->
     Every zip in ``downloaded/<a>/archive/`` (and loose files there) is read. For each
     student and notebook the upload with the largest upload id (the latest) is kept. The
     notebook goes to ``submitted/<user id>/<a>/<notebook>.ipynb`` with ``lms.json``
-    beside it (name, lateness, upload id, original file name); the gradebook gets the
+    beside it (the upload as the LMS named it, lateness, upload id, original file name and
+    the display name); the gradebook gets the
     student with their display name (from the roster when one is configured) and LMS id.
     """
     from nbgrader.api import Gradebook
@@ -172,7 +179,7 @@ def collect(root: Path, assignment: str, settings: LmsSettings | None = None) ->
             shutil.copyfile(path, folder / f"{notebook}.ipynb")
             entry = roster.get(user_id)
             name = entry.name if entry else display_name(upload.name)
-            record = {**asdict(upload), "name": name, "lms": platform.key}
+            record = {**asdict(upload), "display_name": name, "lms": platform.key}
             (folder / RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
             last, _, first = name.partition(", ")
             gb.update_or_create_student(
