@@ -496,3 +496,31 @@ def test_tls_cluster_accepts_only_certificate_holders(tmp_path):
             assert client.submit(sum, [1, 2]).result(timeout=20) == 3
         with pytest.raises(Exception):  # noqa: B017 - no certificate, no connection
             Client(address.replace("tls://", "tcp://"), timeout=3)
+
+
+def test_a_forged_frame_is_charged_to_its_own_check_only():
+    forge = (
+        "import os, struct\n"
+        "def affine(x, W, b):\n"
+        "    for fd in range(3, 20):\n"
+        "        try:\n"
+        "            os.write(fd, b'RNNG' + struct.pack('>Q', 32 << 20) + bytes(1 << 20))\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return x @ W + b\n"
+    )
+    cells = [
+        {"id": "setup0", "kind": "setup", "source": "import numpy as np"},
+        {"id": "affine", "kind": "answer", "source": forge},
+        {"id": "softmax", "kind": "answer", "source": "def softmax(z):\n    return z * 2\n"},
+    ]
+    case = {"x": np.ones((1, 2)), "W": np.ones((2, 3)), "b": np.zeros(3)}
+    checks = [
+        {"name": "affine", "call": "affine", "cases": [case]},
+        {"name": "softmax", "call": "softmax", "cases": [CASE]},
+    ]
+    report = run_sandbox(cells, checks, DRIVERS, limits=LIMITS)
+    assert "exceeds the limit" in report.checks["affine"].failure
+    assert report.checks["softmax"].failure is None  # a fresh worker ran the next check
+    np.testing.assert_array_equal(report.checks["softmax"].outputs[0]["p"], CASE["z"] * 2)
+    assert report.runs == 2
