@@ -13,13 +13,14 @@ the noun before it:
 
 The task is Linzen et al.'s *number prediction*: read the words up to the verb and predict
 whether it is singular (``is``, label 0) or plural (``are``, label 1), that is the number
-of the subject: the noun after the last complementizer ``that`` (the one that follows a
-verb, not a noun), or the first noun when there is no embedding clause. The embedding
-clauses put nouns of random number before the subject, so "remember the first noun" is
-not a solution. An **attractor** is an intervening noun whose number
-differs from the subject's; the **distance** is the number of words between the subject
-noun and its verb. A model that follows the most recent noun (sequential recency) instead
-of the subject (syntactic structure) errs exactly where the nearest noun disagrees.
+of the subject: the noun right after the embedding clauses ``the N V that``, or the first
+noun when there are none. The embedding clauses put nouns of random number before the
+subject, so "remember the first noun" is not a solution.
+
+An **attractor** is an intervening noun whose number differs from the subject's; the
+**distance** is the number of words between the subject noun and its verb. A model that
+follows the most recent noun (sequential recency) instead of the subject (syntactic
+structure) errs exactly where the nearest noun disagrees.
 
 Sentences come from :class:`random.Random` seeded with ``seed``, so a seed fixes the data.
 """
@@ -195,9 +196,8 @@ def encode(sentences: list[Sentence] | tuple[Sentence, ...]) -> AgreementData:
     if not sentences:
         raise ValueError("sentences must not be empty")
     T = max(len(s.words) for s in sentences)
-    tokens = torch.zeros(len(sentences), T, dtype=torch.int64)
-    for row, s in enumerate(sentences):
-        tokens[row, : len(s.words)] = torch.tensor([WORD_TO_ID[w] for w in s.words])
+    rows = [[WORD_TO_ID[w] for w in s.words] + [0] * (T - len(s.words)) for s in sentences]
+    tokens = torch.tensor(rows, dtype=torch.int64)  # (N, T), right-padded with 0
 
     def column(values: list[int]) -> Tensor:
         return torch.tensor(values, dtype=torch.int64)

@@ -117,6 +117,7 @@ def train_char_lm(
         else:
             seed = 1_000_003 * config.seed + step
             inputs, targets = random_windows(train_ids, config.batch_size, config.bptt, seed)
+            state = None
         logits, state = model(inputs, state)  # (N, k, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
