@@ -270,6 +270,18 @@ def test_gru_gradients_match_autograd_of_the_cell_loop():
             torch.testing.assert_close(getattr(layer, f"{k}_l0{d}").grad, p.grad)
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_inference_mode_gives_the_no_grad_outputs(kind):
+    ours, _ = make_pair(kind, "torch", torch.device("cpu"), torch.float64, num_layers=2,
+                        bidirectional=True)  # fmt: skip
+    x = torch.randn(T, N, I, dtype=torch.float64)
+    with torch.no_grad():
+        want, _ = ours(x)
+    with torch.inference_mode():
+        got, _ = ours(x)
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
 # --- skip connections -----------------------------------------------------------------------
 
 
