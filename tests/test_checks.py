@@ -223,7 +223,6 @@ def test_wrong_value_message_has_location_errors_tolerance_and_hint() -> None:
         "y differs",
         "largest absolute error",
         "at index",
-        "largest relative error",
         "rtol 1e-06, atol 1e-08",
         "HINT:",
     ):
@@ -241,7 +240,7 @@ def test_hidden_case_messages_show_no_values() -> None:
     ns = {**wrong, "rnn_backward": rnn_backward}
     run_check("rnn_backward", {**wrong}, hidden=True)  # the unchanged solution passes
     message = failure("rnn_backward", ns, hidden=True)
-    assert "dWh differs" in message and "entries differ" in message
+    assert "dWh differs" in message and "hidden case" in message
     assert "got " not in message and "expected " not in message.replace("expected value", "")
     assert "index" not in message
     clip = solution_ns("clip_grad_norm")["clip_grad_norm"]
@@ -315,3 +314,82 @@ def test_plain_data_round_trips_exactly() -> None:
     np.testing.assert_array_equal(back["grads"]["b"], value["grads"]["b"])
     np.testing.assert_array_equal(back["layers"][0][0], value["layers"][0][0])
     assert back["residual"] is True and back["max_norm"] == value["max_norm"]
+
+
+def public_failure(name: str, ns: dict, *, explain: bool = False) -> str:
+    """The message the student's own ``check(name)`` gives, from the shipped public data."""
+    data = selfcheck.load(ROOT / "assignments" / ASSIGNMENT_OF[name] / "public_checks.json")
+    with pytest.raises(AssertionError) as info:
+        selfcheck.run_check(name, ns, data, explain=explain)
+    return str(info.value)
+
+
+def mistaken(name: str) -> dict:
+    m = fx.mistake(name)
+    return fx.namespace(m.apply(fx.solution_sources(ROOT, m.assignment)))
+
+
+def test_every_differing_output_is_listed_with_where_it_differs() -> None:
+    message = public_failure("rnn_backward", mistaken("forgot_next_step_gradient"))
+    assert "outputs differ" in message
+    for key in ("dx", "dh0", "dWx", "dWh", "db"):
+        assert f"- {key} differs" in message, key
+    # the last step receives no gradient from a later one, so only it is right
+    assert "dx differs: wrong at time steps 0..2, right at 3" in message
+
+
+def test_a_common_factor_is_named() -> None:
+    ns = dict(solution_ns("rnn_backward"))
+    right = ns["rnn_backward"]
+
+    def rnn_backward(dh, cache):
+        dx, dh0, dWx, dWh, db = right(dh, cache)
+        return dx, dh0, dWx * cache[0].shape[1], dWh, db  # dWx scaled by T
+
+    message = public_failure("rnn_backward", {**ns, "rnn_backward": rnn_backward})
+    assert "dWx differs: off by a factor ≈ 4 = T" in message
+    assert "dWh differs" not in message
+
+
+def test_hints_name_the_concept_and_the_fix_only_on_request() -> None:
+    ns = mistaken("forgot_next_step_gradient")
+    message = public_failure("rnn_backward", ns)
+    assert "HINT: only the last step's gradients are right" in message
+    assert "FIX:" not in message and "dh_prev that step t+1" not in message
+    assert "check('rnn_backward', explain=True) shows how to fix it" in message
+    explained = public_failure("rnn_backward", ns, explain=True)
+    assert (
+        "FIX: the upstream of step t is dh[:, t] + the dh_prev that step t+1 returned" in explained
+    )
+
+
+def test_a_hint_follows_the_mistake_actually_made() -> None:
+    at_c = public_failure("lstm_step_backward", mistaken("lstm_tanh_derivative_at_c"))
+    ns = dict(solution_ns("lstm_step_backward"))
+    source = fx.solution_sources(ROOT, "gated_cells")["lstm_step_backward"]
+    assert "dc = dc_next + " in source
+    broken = fx.namespace(
+        {
+            **fx.solution_sources(ROOT, "gated_cells"),
+            "lstm_step_backward": source.replace("dc = dc_next + ", "dc = "),
+        }
+    )
+    no_dc = public_failure("lstm_step_backward", broken)
+    assert "tanh's derivative at the wrong point" in at_c
+    assert "two paths and one is missing" in no_dc
+    assert at_c.split("HINT:")[1] != no_dc.split("HINT:")[1]
+    del ns
+
+
+def test_a_backward_check_points_at_the_failing_function_it_calls() -> None:
+    ns = mistaken("lstm_tanh_derivative_at_c")  # the step's backward is wrong
+    message = public_failure("lstm_backward", ns)
+    assert (
+        "NOTE: your lstm_step_backward (is called by your lstm_backward) fails its own" in message
+    )
+    sources = fx.solution_sources(ROOT, "rnn_bptt")
+    line = "prev = np.tanh(xw[:, t] + prev @ Wh)"
+    assert line in sources["rnn_forward"]
+    sources["rnn_forward"] = sources["rnn_forward"].replace(line, "prev = xw[:, t] + prev @ Wh")
+    message = public_failure("rnn_backward", fx.namespace(sources))  # the forward is wrong
+    assert "your rnn_forward (is called by this check) fails its own check" in message

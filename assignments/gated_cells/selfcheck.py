@@ -28,6 +28,7 @@ import numpy as np
 
 DATA_FILE = "public_checks.json"
 ERROR_KEY = "__error__"
+FIX_MARK = "\n  FIX: "
 RTOL, ATOL = 1e-6, 1e-8
 
 
@@ -181,8 +182,15 @@ def run(call, namespace, case):
 # --------------------------------------------------------------------------- comparing
 
 
-def _fail(prefix, message, hint):
-    return AssertionError(f"{prefix}: {message}\n  HINT: {hint}")
+def _fail(prefix, message, hint, explain=False):
+    """The failure: what differs, then the hint; the exact fix only when asked for."""
+    concept, _, fix = hint.partition(FIX_MARK)
+    text = f"{prefix}: {message}\n  HINT: {concept}"
+    if fix and explain:
+        text += f"{FIX_MARK}{fix}"
+    elif fix:
+        text += f"\n  (check({prefix.split(' ')[0]!r}, explain=True) shows how to fix it)"
+    return AssertionError(text)
 
 
 def _is_real(value):
@@ -202,15 +210,15 @@ def _flatten(outputs):
 
 
 def mistake_hint(outputs, mistakes):
-    """The hint of the first known mistake that every comparable output matches."""
+    """The key (hint and fix) of the first known mistake that every comparable output matches."""
     flat_out = _flatten(outputs)
-    for hint, wrong in mistakes.items():
+    for key, wrong in mistakes.items():
         matched = 0
-        for key, value in _flatten(wrong).items():
-            got = flat_out.get(key)
+        for name, value in _flatten(wrong).items():
+            got = flat_out.get(name)
             if isinstance(value, np.ndarray):
                 if not isinstance(got, np.ndarray) or got.shape != value.shape:
-                    if key in flat_out:
+                    if name in flat_out:
                         break
                     continue
                 if got.dtype.kind not in "fiu" or not np.allclose(got, value, rtol=RTOL, atol=ATOL):
@@ -221,7 +229,7 @@ def mistake_hint(outputs, mistakes):
             matched += 1
         else:
             if matched:
-                return hint.strip()
+                return key.strip()
     return None
 
 
@@ -246,23 +254,84 @@ def _as_array(label, got, want):
 def _error_report(got, want):
     err = np.abs(got - want)
     i = np.unravel_index(int(np.argmax(err)), err.shape)
-    rel = err / np.maximum(np.abs(want), ATOL)
-    j = np.unravel_index(int(np.argmax(rel)), rel.shape)
     return (
         f"largest absolute error {err[i]:.3g} at index {tuple(int(v) for v in i)} "
-        f"(got {got[i]:.6g}, expected {want[i]:.6g}); largest relative error {rel[j]:.3g} at "
-        f"index {tuple(int(v) for v in j)}; tolerance rtol {RTOL:g}, atol {ATOL:g}"
+        f"(got {got[i]:.6g}, expected {want[i]:.6g}; tolerance rtol {RTOL:g}, atol {ATOL:g})"
     )
 
 
-def compare(name, outputs, expected, *, case_label, hint, mistakes=None, show_values=True):
-    """Raise ``AssertionError`` (with a HINT) unless ``outputs`` match ``expected``.
+def _ranges(indices):
+    """``[0, 1, 2, 5]`` -> ``"0..2, 5"``."""
+    out, start = [], None
+    for k, i in enumerate(indices):
+        if start is None:
+            start = i
+        if k + 1 == len(indices) or indices[k + 1] != i + 1:
+            out.append(str(start) if start == i else f"{start}..{i}")
+            start = None
+    return ", ".join(out)
 
-    ``hint`` is the check's general advice; ``mistakes`` maps the hint of each known
-    mistake to the outputs it produces, so a matching mistake is named. With
-    ``show_values=False`` (hidden cases) the message names what differs, not the numbers.
+
+def _where(got, want, sizes):
+    """Where an array differs: the time steps that are wrong, or a common factor."""
+    wrong = ~np.isclose(got, want, rtol=RTOL, atol=ATOL)
+    T, N = sizes.get("T"), sizes.get("N")
+    notes = []
+    time_axis = None
+    if T and got.ndim >= 2 and got.shape[:2] == (N, T):
+        time_axis = 1
+    elif T and got.shape == (T,):
+        time_axis = 0
+    if time_axis is not None and T > 1:
+        other = tuple(a for a in range(got.ndim) if a != time_axis)
+        per_t = wrong.any(axis=other) if other else wrong
+        bad = [int(t) for t in np.flatnonzero(per_t)]
+        good = [int(t) for t in np.flatnonzero(~per_t)]
+        if good:
+            notes.append(f"wrong at time steps {_ranges(bad)}, right at {_ranges(good)}")
+        else:
+            notes.append("wrong at every time step")
+    scale = float(np.vdot(want, want))
+    if scale > 0:
+        factor = float(np.vdot(got, want)) / scale
+        if not np.isclose(factor, 1.0) and np.allclose(got, factor * want, rtol=1e-6, atol=1e-8):
+            named = ""
+            for letter, size in sorted(sizes.items()):
+                if size and np.isclose(factor, size):
+                    named = f" = {letter}"
+                elif size and np.isclose(factor, 1 / size):
+                    named = f" = 1/{letter}"
+            notes.append(
+                "the wrong sign"
+                if np.isclose(factor, -1.0)
+                else f"off by a factor ≈ {factor:.4g}{named}"
+            )
+    return notes
+
+
+def compare(
+    name,
+    outputs,
+    expected,
+    *,
+    case_label,
+    hint,
+    mistakes=None,
+    show_values=True,
+    explain=False,
+    sizes=None,
+):
+    """Raise ``AssertionError`` unless ``outputs`` match ``expected``; say what and where differs.
+
+    ``hint`` is the check's general advice; ``mistakes`` maps the key (hint and fix) of each
+    known mistake to the outputs it produces, so that a matching mistake is named. Every
+    output that differs is listed, with where it differs (time steps, a common factor)
+    when ``show_values``; for hidden cases (``show_values=False``) only what differs.
+    ``explain`` adds the exact fix of a recognised mistake. ``sizes`` (``N``, ``T``, ...)
+    help to describe where an output differs.
     """
     mistakes = mistakes or {}
+    sizes = sizes or {}
     prefix = f"{name} ({case_label})"
     if not isinstance(outputs, dict):
         raise _fail(prefix, f"the grader received {type(outputs).__name__} outputs", hint)
@@ -286,12 +355,22 @@ def compare(name, outputs, expected, *, case_label, hint, mistakes=None, show_va
         return
     if "raised" in outputs:
         raise _fail(prefix, f"raised {outputs['raised']} although the sizes allow it", hint)
+    named = None
+
+    def known():
+        nonlocal named
+        named = named or mistake_hint(outputs, mistakes) or hint
+        return named
+
+    differing = []
     for key, want in expected.items():
         got = outputs.get(key)
         if isinstance(want, dict):
             if not isinstance(got, dict):
                 kind = "None" if got is None else type(got).__name__
-                raise _fail(prefix, f"{key} must be a dict with keys {sorted(want)}, got {kind}", hint)
+                raise _fail(
+                    prefix, f"{key} must be a dict with keys {sorted(want)}, got {kind}", hint
+                )
             if sorted(got) != sorted(want):
                 raise _fail(
                     prefix,
@@ -299,61 +378,64 @@ def compare(name, outputs, expected, *, case_label, hint, mistakes=None, show_va
                     f"{sorted(map(str, got))}",
                     hint,
                 )
-            for k, w in want.items():
-                _compare_array(
-                    prefix, f"{key}[{k!r}]", got[k], w, outputs, mistakes, hint, show_values
-                )
-        elif isinstance(want, np.ndarray):
-            _compare_array(prefix, key, got, want, outputs, mistakes, hint, show_values)
+            items = [(f"{key}[{k!r}]", got[k], w) for k, w in want.items()]
         else:
-            _compare_scalar(prefix, key, got, float(want), outputs, mistakes, hint, show_values)
+            items = [(key, got, want)]
+        for label, g, w in items:
+            if isinstance(w, np.ndarray):
+                line = _array_difference(prefix, label, g, w, known, show_values, sizes, explain)
+            else:
+                line = _scalar_difference(prefix, label, g, float(w), hint, show_values)
+            if line:
+                differing.append(line)
+    if differing:
+        total = sum(len(w) if isinstance(w, dict) else 1 for w in expected.values())
+        head = (
+            f"{differing[0]}"
+            if len(differing) == 1
+            else f"{len(differing)} of {total} outputs differ:\n    - " + "\n    - ".join(differing)
+        )
+        raise _fail(prefix, head, known(), explain)
 
 
-def _compare_scalar(prefix, key, got, want, outputs, mistakes, hint, show_values):
+def _scalar_difference(prefix, key, got, want, hint, show_values):
     if not _is_real(got):
         kind = "None" if got is None else type(got).__name__
         raise _fail(prefix, f"{key} must be a float, got {kind}", hint)
     value = float(got)
-    if not np.isclose(value, want, rtol=RTOL, atol=ATOL):
-        detail = (
-            f"got {value:.10g}, expected {want:.10g} (absolute error {abs(value - want):.3g}; "
-            f"tolerance rtol {RTOL:g}, atol {ATOL:g})"
-            if show_values
-            else f"the value is not within rtol {RTOL:g}, atol {ATOL:g} of the expected one"
-        )
-        raise _fail(prefix, f"{key} differs: {detail}", mistake_hint(outputs, mistakes) or hint)
+    if np.isclose(value, want, rtol=RTOL, atol=ATOL):
+        return ""
+    if not show_values:
+        return f"{key} differs (not within rtol {RTOL:g}, atol {ATOL:g} of the expected value)"
+    return (
+        f"{key} differs: got {value:.10g}, expected {want:.10g} (absolute error "
+        f"{abs(value - want):.3g}; tolerance rtol {RTOL:g}, atol {ATOL:g})"
+    )
 
 
-def _compare_array(prefix, key, got, want, outputs, mistakes, hint, show_values):
+def _array_difference(prefix, key, got, want, known, show_values, sizes, explain):
     arr, problem = _as_array(key, got, want)
     if arr is None:
-        raise _fail(prefix, problem, mistake_hint(outputs, mistakes) or hint)
+        raise _fail(prefix, problem, known(), explain)
     if arr.shape != want.shape:
-        named = mistake_hint(outputs, mistakes)
-        if named is None and arr.ndim == want.ndim + 1 and arr.shape[1:] == want.shape:
-            named = f"{key} must be summed over the batch axis (axis=0)"
-        if named is None and arr.shape == want.shape[::-1] and arr.ndim == 2:
-            named = f"{key} looks transposed"
-        raise _fail(prefix, f"{key} has shape {arr.shape}, expected shape {want.shape}", named or hint)
+        hint = known()
+        if arr.ndim == want.ndim + 1 and arr.shape[1:] == want.shape:
+            hint = f"{key} must be summed over the batch axis (axis=0)"
+        elif arr.shape == want.shape[::-1] and arr.ndim == 2:
+            hint = f"{key} looks transposed"
+        raise _fail(
+            prefix, f"{key} has shape {arr.shape}, expected shape {want.shape}", hint, explain
+        )
     if not np.all(np.isfinite(arr)):
         bad = np.unravel_index(int(np.argmax(~np.isfinite(arr))), arr.shape)
-        raise _fail(
-            prefix,
-            f"{key} contains nan or inf (first at index {tuple(int(v) for v in bad)}); "
-            f"shape {arr.shape} as expected",
-            hint,
-        )
-    if not np.allclose(arr, want, rtol=RTOL, atol=ATOL):
-        if show_values:
-            detail = _error_report(arr, want)
-        else:
-            wrong = ~np.isclose(arr, want, rtol=RTOL, atol=ATOL)
-            detail = f"{int(wrong.sum())} of {arr.size} entries differ"
-        raise _fail(
-            prefix,
-            f"{key} differs from the expected value (shape {arr.shape} as expected); {detail}",
-            mistake_hint(outputs, mistakes) or hint,
-        )
+        where = f" (first at index {tuple(int(v) for v in bad)})" if show_values else ""
+        return f"{key} contains nan or inf{where}"
+    if np.allclose(arr, want, rtol=RTOL, atol=ATOL):
+        return ""
+    if not show_values:
+        return f"{key} differs"
+    notes = _where(arr, want, sizes)
+    return f"{key} differs: " + "; ".join([*notes, _error_report(arr, want)])
 
 
 # --------------------------------------------------------------------------- the notebook's check
@@ -371,43 +453,95 @@ def _caller_namespace():
     return vars(sys.modules["__main__"])
 
 
+def sizes_of(case):
+    """``N`` and ``T`` of a case, to describe where an output differs."""
+    x = case.get("x")
+    if isinstance(x, np.ndarray) and x.ndim == 3:
+        return {"N": x.shape[0], "T": x.shape[1]}
+    if isinstance(x, np.ndarray) and x.ndim == 2:
+        return {"N": x.shape[0]}
+    return {}
+
+
 _DATA = None
 
 
-def run_check(name, namespace, data=None):
-    """Run every public case of check ``name``; return the success line or raise."""
+def _data():
     global _DATA
-    if data is None:
-        _DATA = _DATA or load()
-        data = _DATA
+    if _DATA is None:
+        _DATA = load()
+    return _DATA
+
+
+def run_check(name, namespace, data=None, *, explain=False, dependencies=True):
+    """Run every public case of check ``name``; return the success line or raise.
+
+    On a failure, the functions this check calls (the forward function of a backward
+    check, and graded functions your code calls) are checked too, and the message says
+    which of them fails its own check: that is where to look first.
+    """
+    data = data if data is not None else _data()
     spec = data["checks"][name]
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stderr(sink):
         warnings.simplefilter("ignore")
         for i, case in enumerate(spec["cases"], start=1):
-            outputs = run(spec["call"], namespace, case["inputs"])
-            compare(
-                name,
-                outputs,
-                case["expected"],
-                case_label=f"public case {i}",
-                hint=spec["hint"],
-                mistakes=case["mistakes"],
-            )
+            try:
+                outputs = run(spec["call"], namespace, case["inputs"])
+                compare(
+                    name,
+                    outputs,
+                    case["expected"],
+                    case_label=f"public case {i}",
+                    hint=spec["hint"],
+                    mistakes=case["mistakes"],
+                    explain=explain,
+                    sizes=sizes_of(case["inputs"]),
+                )
+            except AssertionError as exc:
+                notes = _failing_dependencies(name, namespace, data) if dependencies else []
+                if not notes:
+                    raise
+                raise AssertionError(f"{exc}\n  NOTE: {' '.join(notes)}") from None
     return f"{name}: all {len(spec['cases'])} public cases passed"
 
 
-def check(name):
-    """Check your ``name`` on its public cases; raise ``AssertionError`` with a hint on a difference.
+def _failing_dependencies(name, namespace, data):
+    """Notes on the graded functions that check ``name`` relies on and that fail their checks."""
+    spec = data["checks"][name]
+    steps = [step["function"] for step in spec["call"]["steps"]]
+    own = steps[-1]
+    called = set(steps[:-1])
+    fn = namespace.get(own)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        called |= set(code.co_names) & set(data["checks"])
+    notes = []
+    for dep in sorted(called - {name, own}):
+        if dep not in data["checks"]:
+            continue
+        try:
+            run_check(dep, namespace, data, dependencies=False)
+        except Exception:  # any failure of the dependency counts
+            how = "is called by this check" if dep in steps else f"is called by your {own}"
+            notes.append(
+                f"your {dep} ({how}) fails its own check test_{dep}: fix it first, this "
+                "failure may come from it."
+            )
+    return notes
 
+
+def check(name, *, explain=False):
+    """Check your ``name`` on its public cases; ``AssertionError`` with a hint on a difference.
+
+    With ``explain=True`` a recognised mistake's message also says exactly how to fix it.
     Exceptions raised by your own code (for example ``NotImplementedError``) pass through.
     The grader runs more (hidden) cases of other sizes and values.
     """
-    global _DATA
-    _DATA = _DATA or load()
-    if not isinstance(name, str) or name not in _DATA["checks"]:
-        raise ValueError(f"name must be one of {', '.join(_DATA['checks'])}; got {name!r}")
-    print(run_check(name, _caller_namespace(), _DATA))
+    data = _data()
+    if not isinstance(name, str) or name not in data["checks"]:
+        raise ValueError(f"name must be one of {', '.join(data['checks'])}; got {name!r}")
+    print(run_check(name, _caller_namespace(), data, explain=explain))
 
 
 # --------------------------------------------------------------------------- gradient checks
@@ -419,7 +553,8 @@ def numerical_gradient(f, x, df, h=1e-5):
     Args:
         f: function of ``x`` returning an array shaped like ``df``.
         x: float64 array, perturbed in place one entry at a time and restored, so ``f``
-            may close over it: ``numerical_gradient(lambda _: rnn_forward(x, h0, Wx, Wh, b)[0], Wx, dh)``.
+            may close over it, as in
+            ``numerical_gradient(lambda _: rnn_forward(x, h0, Wx, Wh, b)[0], Wx, dh)``.
         df: upstream gradient, the weights of ``f(x)``'s entries in the scalar loss.
         h: step size.
     """

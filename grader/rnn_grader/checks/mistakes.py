@@ -12,16 +12,180 @@ gates in another order, the reset gate after the product, per-array clipping, ..
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from rnn_grader.checks import reference as ref
+from rnn_grader.student import selfcheck
 
 Variants = dict[str, dict[str, Any]]
 
 GATES_LSTM = "ifgo"
+GATES_ORDERS = ["".join(p) for p in itertools.permutations(GATES_LSTM)]
+
+
+def explain(hint: str, fix: str) -> str:
+    """A mistake's key: the conceptual hint, then the exact fix (shown only on request)."""
+    return hint + selfcheck.FIX_MARK + fix
+
+
+#: The hint and the fix of every mistake, by the short name used below.
+EXPLAINED: dict[str, str] = {
+    "the tanh is missing: h_next = tanh(x Wx + h_prev Wh + b)": explain(
+        "your h_next can leave [-1, 1]: the step's nonlinearity is missing",
+        "apply np.tanh to x @ Wx + h_prev @ Wh + b",
+    ),
+    "Wh is used transposed: the recurrent product is h_prev @ Wh": explain(
+        "the recurrent product uses Wh's rows where the contract uses its columns (compare the "
+        "shapes in the layout: h_prev is (N, H), Wh maps it from the right)",
+        "use h_prev @ Wh, not h_prev @ Wh.T",
+    ),
+    "tanh's derivative is taken at the pre-activation a; it is 1 - tanh(a)² = 1 - h_next²": explain(
+        "the outputs scale with tanh's derivative evaluated at the wrong point: write tanh' in "
+        "terms of the step's output",
+        "da = dh_next * (1 - h_next**2), not (1 - a**2)",
+    ),
+    "tanh's derivative is missing: da = dh_next * (1 - h_next**2)": explain(
+        "your gradients do not shrink where the state saturates: the chain rule through tanh is "
+        "missing",
+        "da = dh_next * (1 - h_next**2) before the products",
+    ),
+    "h0 is included in the output: h[:, t] is the state AFTER reading x[:, t]": explain(
+        "your output has one state too many: which states does h hold?",
+        "h[:, t] is the state after reading x[:, t]; do not store h0",
+    ),
+    "the states are shifted by one step (h0 first): h[:, t] is the state after x[:, t]": explain(
+        "every state sits one step late: h[:, 0] must already have read x[:, 0]",
+        "store the new state after computing it: h[:, t] = tanh(x[:, t] Wx + h_{t-1} Wh + b)",
+    ),
+    "the gradient from the next step is forgotten: the upstream of step t is dh[:, t] PLUS the "
+    "dh_prev that step t+1 sent back": explain(
+        "only the last step's gradients are right: a state influences the loss directly and "
+        "through the next step",
+        "the upstream of step t is dh[:, t] + the dh_prev that step t+1 returned",
+    ),
+    "dWx, dWh and db are overwritten at each step instead of summed over time (+=)": explain(
+        "the weight gradients hold one step's contribution: the weights are shared by every step",
+        "accumulate dWx, dWh, db over t with +=, starting from zeros",
+    ),
+    "tanh's derivative is taken at the pre-activation; it is 1 - h_t²": explain(
+        "the gradients scale with tanh's derivative evaluated at the wrong point: write tanh' in "
+        "terms of the step's output",
+        "multiply by (1 - h[:, t]**2), not (1 - a**2)",
+    ),
+    "the norms are in reverse order: norms[t] belongs to h[:, t], so norms[T-1] = ‖dh_last‖": explain(  # noqa: E501
+        "your norms are right but in the wrong order: which entry belongs to the last state?",
+        "norms[t] is the norm for h[:, t]: norms[T-1] = ‖dh_last‖, then fill t = T-2, ..., 0",
+    ),
+    "the tanh derivative (1 - h_t²) is missing from the backward recursion": explain(
+        "your norms decay or grow too evenly: each backward step goes through tanh's derivative "
+        "too",
+        "g = (g * (1 - h[:, t]**2)) @ Wh.T when going from t to t-1",
+    ),
+    "each array is clipped by its own norm; clip by the GLOBAL norm over all arrays": explain(
+        "the arrays are scaled by different factors, which changes the update's direction",
+        "compute one norm over all arrays together and scale every array by the same max_norm / "
+        "total_norm",
+    ),
+    "the arrays are rescaled even though total_norm <= max_norm": explain(
+        "gradients below the threshold changed: clipping only ever shortens a gradient that is "
+        "too long",
+        "scale only when total_norm > max_norm; otherwise return the arrays unchanged",
+    ),
+    "total_norm must be the norm BEFORE clipping": explain(
+        "the returned norm equals max_norm although the gradients were longer: which norm is "
+        "reported?",
+        "return the norm measured before scaling",
+    ),
+    "total_norm is the sum of squares; take its square root": explain(
+        "the returned norm is the square of the right one",
+        "total_norm = sqrt(sum of squares of all entries)",
+    ),
+    "the sign is flipped: σ(x) = 1 / (1 + exp(-x))": explain(
+        "your sigmoid is decreasing: σ(x) must go to 1 as x grows",
+        "σ(x) = 1 / (1 + exp(-x)); for x < 0 use the equivalent exp(x) / (1 + exp(x))",
+    ),
+    "tanh's derivative is taken at c_next; d tanh(c)/dc = 1 - tanh(c_next)²": explain(
+        "the cell-path gradient uses tanh's derivative at the wrong point",
+        "dc = dc_next + dh_next * o * (1 - tanh(c_next)**2)",
+    ),
+    "dc_next (the cell-state gradient from the next step) is not added to dc": explain(
+        "the cell state receives gradient by two paths and one is missing",
+        "add dc_next to the cell gradient that comes through h_next",
+    ),
+    "the gradients from the next step (dh_prev and dc_prev of step t+1) are not carried back into"
+    " step t": explain(
+        "only the last step's gradients are right: both states carry gradient from step t+1 back "
+        "to step t",
+        "pass dh_prev + dh[:, t] and dc_prev of step t+1 into step t's backward",
+    ),
+    "the reset gate is applied after the recurrent product; the lecture GRU uses (r ⊙ h_prev) "
+    "Wh_c, not r ⊙ (h_prev Wh_c)": explain(
+        "the candidate uses the reset gate in torch.nn's place, not the lecture's",
+        "candidate: tanh(x Wx_c + (r * h_prev) @ Wh_c + b_c)",
+    ),
+    "u weights h_prev; in the lecture GRU h_next = (1 - u) ⊙ h_prev + u ⊙ h̃": explain(
+        "the update gate weights the wrong term: in the lecture GRU u = 0 keeps the old state",
+        "h_next = (1 - u) * h_prev + u * h̃",
+    ),
+    "the gate blocks are read in the order r, u, c; the contract's order is u, r, c": explain(
+        "the gate blocks are read in another order than the contract's u, r, c",
+        "the first H columns are u, the next H are r, the last H the candidate",
+    ),
+    "the backward RNN reads x forward in time; it must read x[:, T-1], ..., x[:, 0]": explain(
+        "the second half equals a forward RNN with the backward weights: that direction must read"
+        " the sequence from its end",
+        "run the backward RNN on x[:, ::-1]",
+    ),
+    "the backward states are not flipped back: h[:, t, H:] is the state after reading x[:, "
+    "T-1..t]": explain(
+        "the backward half is right but reversed in time: position t must hold the state aligned "
+        "with x[:, t]",
+        "flip the backward RNN's states back with [:, ::-1] before concatenating",
+    ),
+    "the halves are swapped: h[:, :, :H] is the forward RNN, h[:, :, H:] the backward one": explain(
+        "both halves are right but in the wrong places",
+        "concatenate [forward, backward] along the last axis",
+    ),
+    "the backward RNN uses params_fwd; it has its own weights params_bwd": explain(
+        "the backward half uses the wrong parameters: the two directions have separate weights",
+        "run the backward RNN with params_bwd",
+    ),
+    "the residual is added to layer 0 too; only layers l > 0 add their input": explain(
+        "the first layer also adds its input: which layers may a residual skip?",
+        "add the input only for layers l > 0",
+    ),
+    "residual=True is ignored: layers l > 0 must output their states plus their input": explain(
+        "residual=True changes nothing in your output",
+        "for l > 0 with residual=True, pass up states + input",
+    ),
+    "the gate is swapped: t weights the transform tanh(x W_h + b_h), 1 - t carries x": explain(
+        "the gate weights the wrong branch: t = 1 must pass the transform",
+        "y = t * tanh(x @ W_h + b_h) + (1 - t) * x",
+    ),
+    "the transform uses the gate's weights or the gate uses tanh; t = σ(x W_t + b_t)": explain(
+        "the gate is computed with the wrong nonlinearity or weights",
+        "t = sigmoid(x @ W_t + b_t), transform tanh(x @ W_h + b_h)",
+    ),
+}
+
+
+def explained(fn: Callable[[dict[str, Any]], Variants]) -> Callable[[dict[str, Any]], Variants]:
+    """``fn`` with its mistakes keyed by hint and fix (trailing spaces keep keys unique)."""
+
+    def wrapper(case: dict[str, Any]) -> Variants:
+        out = {}
+        for key, outputs in fn(case).items():
+            core = key.rstrip(" ")
+            out[EXPLAINED.get(core, core) + key[len(core) :]] = outputs
+        return out
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
@@ -196,10 +360,11 @@ def _lstm_orders(H: int) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def _order_hint(order: str) -> str:
-    return (
-        f"the gate blocks are read in the order {', '.join(order)}; "
-        "the contract's order is i, f, g, o"
-    )
+    return explain(
+        "the four gate blocks are read in another order than the contract's",
+        f"the blocks of a are i, f, g, o, H columns each (your code reads them as "
+        f"{', '.join(order)})",
+    ) + " " * GATES_ORDERS.index(order)
 
 
 def lstm_step_forward(case: dict[str, Any]) -> Variants:

@@ -32,6 +32,7 @@ import torch
 
 from rnn_grader.checks import inputs, mistakes
 from rnn_grader.checks import reference as ref
+from rnn_grader.checks.mistakes import explained
 
 Case = dict[str, Any]
 N_PUBLIC, N_HIDDEN = 2, 5
@@ -189,7 +190,7 @@ _ENTRIES = [
         lambda r, h, i: inputs.rnn_like(r, h, gates=1, step=True),
         _forward(ref.rnn_step_forward, RNN_STEP, ("h_next",)),
         "h_next = tanh(x @ Wx + h_prev @ Wh + b): check each term's shape and the activation",
-        mistakes.rnn_step_forward,
+        explained(mistakes.rnn_step_forward),
     ),
     Check(
         "rnn_step_backward",
@@ -198,7 +199,7 @@ _ENTRIES = [
         lambda r, h, i: inputs.rnn_step_backward(r, h),
         _backward(ref.rnn_step_forward, RNN_STEP, ("dh_next",)),
         "every gradient goes through the pre-activation's gradient; " + GRADCHECK,
-        mistakes.rnn_step_backward,
+        explained(mistakes.rnn_step_backward),
         cost=inputs.cost_rnn_step,
     ),
     Check(
@@ -208,7 +209,7 @@ _ENTRIES = [
         lambda r, h, i: inputs.rnn_like(r, h, gates=1, step=False),
         _forward(ref.rnn_forward, RNN_SEQ, ("h",)),
         "h[:, t] is the state after reading x[:, t], starting from h0",
-        mistakes.rnn_forward,
+        explained(mistakes.rnn_forward),
     ),
     Check(
         "rnn_backward",
@@ -218,7 +219,7 @@ _ENTRIES = [
         _backward(ref.rnn_forward, RNN_SEQ, ("dh",)),
         "each state's gradient has two sources, and shared weights collect gradients from "
         "every step; " + GRADCHECK,
-        mistakes.rnn_backward,
+        explained(mistakes.rnn_backward),
         cost=_cost_seq(1, "dh"),
     ),
     Check(
@@ -229,7 +230,7 @@ _ENTRIES = [
         _grad_norms,
         "walk back from the last state, one step's Jacobian at a time, and record the norm "
         "of dJ/dh_t at every t",
-        mistakes.grad_norms_through_time,
+        explained(mistakes.grad_norms_through_time),
         cost=_cost_seq(1, "dh_last"),
     ),
     Check(
@@ -244,7 +245,7 @@ _ENTRIES = [
         _clip,
         "one global norm over all arrays decides whether, and by how much, every array is "
         "scaled; the returned norm is the one before clipping",
-        mistakes.clip_grad_norm,
+        explained(mistakes.clip_grad_norm),
     ),
     # Assignment 2: gated_cells
     Check(
@@ -258,7 +259,7 @@ _ENTRIES = [
         inputs.sigmoid,
         _forward(ref.sigmoid, ("x",), ("y",)),
         "σ(x) = 1 / (1 + exp(-x)), evaluated so that no exp overflows for |x| up to 1000",
-        mistakes.sigmoid,
+        explained(mistakes.sigmoid),
     ),
     Check(
         "lstm_step_forward",
@@ -268,7 +269,7 @@ _ENTRIES = [
         _forward(ref.lstm_step_forward, LSTM_STEP, ("h_next", "c_next")),
         "one product a = x @ Wx + h_prev @ Wh + b holds the four gate blocks i, f, g, o, "
         "H columns each",
-        mistakes.lstm_step_forward,
+        explained(mistakes.lstm_step_forward),
     ),
     Check(
         "lstm_step_backward",
@@ -283,7 +284,7 @@ _ENTRIES = [
         _backward(ref.lstm_step_forward, LSTM_STEP, ("dh_next", "dc_next")),
         "the cell state receives gradient by two paths; the four gate gradients are stacked "
         "in the blocks' order; " + GRADCHECK,
-        mistakes.lstm_step_backward,
+        explained(mistakes.lstm_step_backward),
         cost=lambda rng: inputs.cost_gated_step(rng, gates=4),
     ),
     Check(
@@ -293,7 +294,7 @@ _ENTRIES = [
         lambda r, h, i: inputs.lstm_seq(r, h, False),
         _forward(ref.lstm_forward, RNN_SEQ, ("h",)),
         "the initial cell state is zero; h[:, t] is the state after reading x[:, t]",
-        mistakes.lstm_forward,
+        explained(mistakes.lstm_forward),
     ),
     Check(
         "lstm_backward",
@@ -303,7 +304,7 @@ _ENTRIES = [
         _backward(ref.lstm_forward, RNN_SEQ, ("dh",)),
         "both the hidden and the cell state carry gradient from step t+1 back to step t; "
         + GRADCHECK,
-        mistakes.lstm_backward,
+        explained(mistakes.lstm_backward),
         cost=_cost_seq(4, "dh"),
     ),
     Check(
@@ -314,7 +315,7 @@ _ENTRIES = [
         _forward(ref.gru_step_forward, RNN_STEP, ("h_next",)),
         "blocks u, r, c; the reset gate acts on h_prev before the recurrent product of the "
         "candidate, and u weights the candidate",
-        mistakes.gru_step_forward,
+        explained(mistakes.gru_step_forward),
     ),
     Check(
         "gru_step_backward",
@@ -324,7 +325,7 @@ _ENTRIES = [
         _backward(ref.gru_step_forward, RNN_STEP, ("dh_next",)),
         "h_prev reaches h_next by four paths: directly, through u, through r and through "
         "r ⊙ h_prev in the candidate; " + GRADCHECK,
-        mistakes.gru_step_backward,
+        explained(mistakes.gru_step_backward),
         cost=lambda rng: inputs.cost_gated_step(rng, gates=3),
     ),
     # Assignment 3: deep_birnn
@@ -346,7 +347,7 @@ _ENTRIES = [
         _birnn,
         "h[:, t, H:] must line up with x[:, t]: the backward RNN's state after reading "
         "x[:, T-1], ..., x[:, t]",
-        mistakes.birnn_forward,
+        explained(mistakes.birnn_forward),
     ),
     Check(
         "stacked_rnn_forward",
@@ -367,7 +368,7 @@ _ENTRIES = [
         inputs.stacked,
         _stacked,
         "layer l reads layer l-1's states; with residual=True layers l > 0 add their input",
-        mistakes.stacked_rnn_forward,
+        explained(mistakes.stacked_rnn_forward),
         extra_hidden=inputs.stacked_mismatch,
     ),
     Check(
@@ -377,7 +378,7 @@ _ENTRIES = [
         lambda r, h, i: inputs.highway(r, h),
         _forward(ref.highway_forward, ("x", "W_h", "b_h", "W_t", "b_t"), ("y",)),
         "the gate t decides, per feature, how much of the transform and how much of x pass",
-        mistakes.highway_forward,
+        explained(mistakes.highway_forward),
     ),
 ]
 
