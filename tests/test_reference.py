@@ -170,7 +170,8 @@ def test_backward_references_match_finite_differences(name: str) -> None:
         outputs = [lambda: ref.rnn_forward(x, h, Wx, Wh, b)]
         named = {"dx": x, "dh0": h, "dWx": Wx, "dWh": Wh, "db": b}
     elif name == "lstm_step":
-        grads = ref.vjp(ref.lstm_step_forward, dict(x=x, h_prev=h, c_prev=c, Wx=Wx, Wh=Wh, b=b), [up, dc])
+        args = dict(x=x, h_prev=h, c_prev=c, Wx=Wx, Wh=Wh, b=b)
+        grads = ref.vjp(ref.lstm_step_forward, args, [up, dc])
         outputs = [
             lambda: ref.lstm_step_forward(x, h, c, Wx, Wh, b)[0],
             lambda: ref.lstm_step_forward(x, h, c, Wx, Wh, b)[1],
