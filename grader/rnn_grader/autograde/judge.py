@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,3 +88,48 @@ def _raised(name: str, case: Case, error: str) -> str:
 def _plain(outputs: dict[str, Any]) -> dict[str, Any]:
     """Outputs as the worker sent them (already plain data; a shallow copy)."""
     return dict(outputs)
+
+
+def add_dependency_notes(
+    verdicts: dict[str, Verdict], answers: dict[str, str], dependencies: dict[str, list[str]]
+) -> dict[str, Verdict]:
+    """Point failing checks at the failing functions they rely on.
+
+    A check relies on the functions its call runs (the forward of a backward check) and on
+    the graded functions that the student's answer cell names (``lstm_backward`` calling
+    ``lstm_step_backward``). When one of those fails its own check, the failing check's
+    message says so: that is where to look first.
+
+    Args:
+        verdicts: test grade id -> verdict, as judged.
+        answers: answer cell grade id (the function's name) -> the student's source.
+        dependencies: check name -> the functions its call runs.
+    """
+    failing = {v.name for v in verdicts.values() if not v.passed}
+    out = dict(verdicts)
+    for gid, verdict in verdicts.items():
+        if verdict.passed:
+            continue
+        relied = set(dependencies.get(verdict.name, []))
+        try:
+            tree = ast.parse(answers.get(verdict.name, ""))
+            relied |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        except (SyntaxError, ValueError, RecursionError):
+            pass
+        culprits = sorted((relied & failing) - {verdict.name})
+        if culprits:
+            names = ", ".join(f"{c} (test_{c})" for c in culprits)
+            note = (
+                f" Note: this check relies on your {names}, which fails its own check: fix "
+                "it first."
+            )
+            out[gid] = Verdict(
+                verdict.name,
+                False,
+                verdict.ename,
+                verdict.message + note,
+                verdict.n_public,
+                verdict.n_hidden,
+                verdict.timed_out,
+            )
+    return out
