@@ -25,7 +25,7 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Int, Unicode
 
-from rnn_grader.autograde.judge import Verdict, judge
+from rnn_grader.autograde.judge import Verdict, add_dependency_notes, judge
 from rnn_grader.autograde.sandbox import (
     SandboxLimits,
     SandboxReport,
@@ -251,6 +251,8 @@ class TrustedExecute(NbGraderPreprocessor):
                 )
             else:
                 verdicts[gid] = judge(name, report.checks.get(name), suite, report.cells)
+        answers = {c["id"]: c["source"] for c in cells if c.get("kind") == "answer"}
+        verdicts = add_dependency_notes(verdicts, answers, suite.dependencies)
         done: set[str] = set()
         for cell in nb.cells:
             gid = grade_id_of(cell)
