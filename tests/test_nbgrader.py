@@ -176,6 +176,13 @@ def test_mistakes_lose_exactly_the_broken_tests_with_hints(graded: dict, assignm
         }
         for m in fx.combined(names):
             assert m.hint in outputs[m.hint_test], (m.name, outputs[m.hint_test][:2000])
+            # a check that fails only because it relies on the broken function says so
+            for other in m.breaks - {m.hint_test, f"test_{m.cell}"}:
+                assert f"relies on your {m.cell} (test_{m.cell})" in outputs[other], (
+                    m.name,
+                    other,
+                    outputs[other][:2000],
+                )
 
 
 def test_duplicated_and_deleted_cells_do_not_break_the_batch(graded: dict) -> None:
