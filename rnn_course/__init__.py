@@ -1,4 +1,4 @@
-"""Reference implementations, tasks and grading for a course on recurrent neural networks.
+"""Reference implementations and tasks for a course on recurrent neural networks.
 
 The layers and cells mirror :mod:`torch.nn` (same arguments, parameter names, shapes and
 state-dict keys) so that weights load both ways; everything runs on the CPU by default and
