@@ -291,8 +291,11 @@ _EXPAND = """() => {
 _ARTICLE_TEXT = """() => {
   const article = document.querySelector('article') || document.body;
   const prose = article.cloneNode(true);
-  prose.querySelectorAll('pre, code, script, style, mjx-container, .MathJax_Preview, '
-      + '.cell_input, .cell_output').forEach(e => e.remove());
+  prose.querySelectorAll('pre, script, style, .MathJax_Preview, .cell_input, .cell_output')
+      .forEach(e => e.remove());
+  // inline code and formulas stand in the sentence as one placeholder word each, so that
+  // "a `b` and `c` and d" does not read as a doubled "and"
+  prose.querySelectorAll('code, mjx-container').forEach(e => e.replaceWith(' \u2026 '));
   const blocks = Array.from(article.querySelectorAll('pre'))
       .filter(e => !e.closest('.cell_input')).map(e => e.textContent);
   const math = Array.from(article.querySelectorAll('mjx-container'))
@@ -311,8 +314,10 @@ _WIDE_EQUATIONS = """() => Array.from(document.querySelectorAll('mjx-container[d
   })
   .filter(e => e.column > 0 && e.width > e.column + 1)"""
 
-# Images in the article that are not in a <figure> with a numbered caption
-_UNCAPTIONED = """() => Array.from(document.querySelectorAll('article img')).filter(img => {
+# Figures (images that Sphinx copied to _images/, not the theme's icons) that are not in a
+# <figure> with a numbered caption
+_UNCAPTIONED = """() => Array.from(document.querySelectorAll('img')).filter(img => {
+    if (!(img.getAttribute('src') || '').includes('_images/')) return false;
     const figure = img.closest('figure');
     const caption = figure && figure.querySelector('figcaption');
     return !(caption && caption.querySelector('.caption-number')
