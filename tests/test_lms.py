@@ -71,6 +71,15 @@ def test_display_names_lose_markup_but_keep_accents_and_apostrophes() -> None:
     )
 
 
+def test_grades_file_cells_are_never_spreadsheet_formulas(tmp_path: Path) -> None:
+    from rnn_grader.lms import GradeRow, RosterEntry
+
+    rows = [GradeRow(RosterEntry("48127", '=HYPERLINK("http://x", "y")', section="@A"), 3.0)]
+    Canvas().write_grades(rows, "Assignment 1", 22, tmp_path / "grades.csv")
+    last = list(csv.reader((tmp_path / "grades.csv").open(encoding="utf-8")))[-1]
+    assert last == ['\'=HYPERLINK("http://x", "y")', "48127", "", "", "'@A", "3"]
+
+
 # --- the round trip on a real course ----------------------------------------------------
 
 

@@ -1,4 +1,8 @@
-"""Summaries of a grading run: status table, grades CSV, score histogram, pass rates."""
+"""Summaries of a grading run: status table, grades CSV, score histogram, pass rates.
+
+Nothing here is HTML; student ids (submission folder names) reach the CSV as text that a
+spreadsheet will not evaluate (:func:`~rnn_grader.feedback.sanitize.spreadsheet_safe`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from rnn_grader.autograde.runner import StudentResult
+from rnn_grader.feedback.sanitize import spreadsheet_safe
 
 STATUSES = ("ok", "partial", "failed", "timed out", "invalid notebook")
 
@@ -48,7 +53,7 @@ def write_report(results: list[StudentResult], folder: Path) -> dict[str, Path]:
         for r in results:
             w.writerow(
                 [
-                    r.student,
+                    spreadsheet_safe(r.student),  # a folder name: whatever was submitted
                     r.status,
                     f"{r.score:g}",
                     f"{r.max_score:g}",

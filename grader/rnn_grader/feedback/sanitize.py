@@ -36,6 +36,7 @@ __all__ = [
     "SanitizeStudentContent",
     "markdown2html_sanitized",
     "sanitize_html",
+    "spreadsheet_safe",
 ]
 
 #: Tags that Markdown produces, and harmless inline HTML a student may write.
@@ -99,6 +100,16 @@ def sanitize_html(fragment: str) -> str:
     disappears silently except the content of ``<script>``-like elements.
     """
     return _CLEANER.clean(_DROP_WITH_CONTENT.sub("", str(fragment)))
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell that a spreadsheet shows as text, never evaluates as a formula.
+
+    A name such as ``=HYPERLINK(...)`` or ``@SUM(...)`` in a grades file would run when
+    the file is opened in a spreadsheet; a leading apostrophe keeps it text.
+    """
+    text = str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def escape(text: str) -> str:

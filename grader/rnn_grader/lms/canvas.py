@@ -30,6 +30,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+from rnn_grader.feedback.sanitize import spreadsheet_safe
 from rnn_grader.lms.base import GradeRow, Lms, RosterEntry, Upload, display_name
 
 __all__ = ["Canvas"]
@@ -106,7 +107,8 @@ class Canvas(Lms):
             for row in rows:
                 s = row.student
                 points = "" if row.points is None else f"{round(row.points, 2):g}"
-                w.writerow([s.name, s.user_id, s.sis_user_id, s.sis_login_id, s.section, points])
+                text = [s.name, s.user_id, s.sis_user_id, s.sis_login_id, s.section]
+                w.writerow([*map(spreadsheet_safe, text), points])
 
     def feedback_name(self, upload: Upload, assignment: str, notebook: str) -> str:
         name = re.sub(r"\W", "", upload.name) or "student"
