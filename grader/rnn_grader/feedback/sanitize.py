@@ -51,7 +51,7 @@ ALLOWED_TAGS = frozenset(
 )  # fmt: skip
 #: Classes that syntax highlighting and nbconvert put on rendered Markdown; anything else
 #: (e.g. Bootstrap's ``navbar-fixed-top``, which could cover formgrader's controls) goes.
-_SAFE_CLASS = re.compile(r"^(?:[a-z][a-z0-9]{0,3}|highlight|hl-[a-z0-9_+-]+|anchor-link)$")
+_SAFE_CLASS = re.compile(r"^(?:[a-z][a-z0-9]{0,3}|highlight|hl-[a-z0-9_+-]+)$")
 _SAFE_URL = re.compile(r"^(?:https?:|mailto:|#|[^:/?#]*(?:[/?#]|$))", re.I)
 _SAFE_IMAGE = re.compile(r"^(?:https?:|data:image/(?:png|jpeg|gif|webp|svg\+xml)[;,])", re.I)
 _CSS = CSSSanitizer(allowed_css_properties=["text-align"])
@@ -128,7 +128,10 @@ def markdown2html_sanitized(context: Any, source: str) -> str:
     cell = context.get("cell", {}) or {}
     attachments = cell.get("attachments", {}) if hasattr(cell, "get") else {}
     path = context.get("resources", {}).get("metadata", {}).get("path", "")
-    renderer = IPythonRenderer(escape=False, attachments=attachments, path=path)
+    # No heading anchors: their ids are removed by the sanitizer, so the links would be dead.
+    renderer = IPythonRenderer(
+        escape=False, attachments=attachments, path=path, exclude_anchor_links=True
+    )
     return sanitize_html(MarkdownWithMath(renderer=renderer).render(source))
 
 
