@@ -6,7 +6,17 @@
 * ``selfcheck.py``, a copy of :mod:`rnn_grader.student.selfcheck` (NumPy only);
 * ``public_checks.json``: for every check of the assignment, how its functions are called,
   its general hint, and its public cases with inputs, expected outputs and the outputs of
-  known mistakes, all computed here from the reference.
+  known mistakes, all computed here from the reference;
+* ``nbgrader_config.py``: the student's settings for ``nbgrader validate`` in that folder
+  (no warning about a missing configuration, no kernel warning on stderr);
+
+and links the released notebook to the published book: a Markdown link written
+``[text](book:05_lstm)`` or ``[text](book:04_clipping#clipping-algorithm)`` in
+``solutions/`` becomes ``<baseurl>book/05_lstm.html`` (plus the anchor), where
+``baseurl`` is the ``baseurl:`` of the ``html:`` section of ``_config.yml``, the one place
+that names the book's address. Only cells without nbgrader metadata may hold such links:
+a locked cell's text is stored in the gradebook (and checksummed) by
+``generate_assignment``, so it must not change afterwards.
 
 No hidden case and no reference code leaves this package.
 """
@@ -14,19 +24,108 @@ No hidden case and no reference code leaves this package.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import re
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import torch
 
 from rnn_grader.checks import registry
 from rnn_grader.student import selfcheck
 
 FORMAT = 1
+
+#: ``nbgrader validate <a>.ipynb`` run in the released folder reads this file. It must not
+#: import the instructor's packages: students have neither.
+STUDENT_CONFIG = """\
+\"\"\"nbgrader settings for checking this assignment on your own computer.
+
+`nbgrader validate <notebook>.ipynb`, run in this folder, reads this file.
+\"\"\"
+
+c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
+
+# Print the result only: no "Validating ..." line.
+c.Application.log_level = "WARN"
+
+# Encrypt the connection between nbgrader and the notebook's kernel (CurveZMQ) when this
+# computer's ZeroMQ supports it; otherwise the kernel warns that it runs over plain TCP.
+try:
+    import zmq
+except ImportError:
+    pass
+else:
+    if zmq.has("curve"):
+        c.KernelManager.transport_encryption = "auto"
+"""
+
+#: A link to a page of the book in the source notebooks: ``](book:<page>[#<anchor>])``.
+BOOK_LINK = re.compile(r"\]\(book:(?P<page>[A-Za-z0-9_-]+)(?:#(?P<anchor>[A-Za-z0-9_-]+))?\)")
+
+
+def book_base_url(config: Path = Path("_config.yml")) -> str:
+    """The ``baseurl:`` of the ``html:`` section of the book's ``_config.yml``, ending in ``/``."""
+    section = None
+    for line in Path(config).read_text(encoding="utf-8").splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            section = line.split(":", 1)[0].strip()
+        elif section == "html" and line.strip().startswith("baseurl:"):
+            value = line.split(":", 1)[1].split(" #", 1)[0].strip().strip("\"'")
+            if not value.startswith(("https://", "http://")):
+                raise ValueError(f"{config}: html: baseurl: must be an http(s) URL, got {value!r}")
+            return value.rstrip("/") + "/"
+    raise ValueError(f"{config} has no baseurl: in its html: section")
+
+
+def link_book_pages(text: str, base_url: str, book_dir: Path | None = None) -> str:
+    """``text`` with every ``](book:<page>[#anchor])`` replaced by the published page's URL.
+
+    With ``book_dir``, every page must exist there as ``<page>.md``.
+    """
+
+    def url(match: re.Match[str]) -> str:
+        page, anchor = match["page"], match["anchor"]
+        if book_dir is not None and not (Path(book_dir) / f"{page}.md").is_file():
+            raise ValueError(f"a link names the book page {page!r}, which {book_dir} lacks")
+        return f"]({base_url}book/{page}.html" + (f"#{anchor}" if anchor else "") + ")"
+
+    return BOOK_LINK.sub(url, text)
+
+
+def link_notebook(
+    nb: dict[str, Any], base_url: str, book_dir: Path | None = None
+) -> dict[str, Any]:
+    """A copy of notebook ``nb`` (plain JSON data) with its book links resolved.
+
+    Raises ``ValueError`` if a cell with nbgrader metadata holds a link: its text is what
+    the gradebook stores, and it must stay exactly as ``generate_assignment`` wrote it.
+    """
+    nb = copy.deepcopy(nb)
+    for cell in nb["cells"]:
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        if not BOOK_LINK.search(source):
+            continue
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id:
+            raise ValueError(f"cell {grade_id!r} has book links; move them to a plain cell")
+        cell["source"] = link_book_pages(source, base_url, book_dir)
+    return nb
+
+
+def link_released_notebook(path: Path, base_url: str, book_dir: Path | None = None) -> bool:
+    """Resolve the book links of the notebook at ``path`` in place; whether it changed."""
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    linked = link_notebook(nb, base_url, book_dir)
+    if linked == nb:
+        return False
+    nbformat.write(nbformat.from_dict(linked), path)  # as nbgrader writes notebooks
+    return True
 
 
 def public_data(assignment: str) -> dict[str, Any]:
@@ -54,15 +153,29 @@ def dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=True) + "\n"
 
 
-def write(assignment: str, release_dir: Path) -> list[Path]:
-    """Write ``selfcheck.py`` and ``public_checks.json`` into ``release_dir/<assignment>``."""
+def write(
+    assignment: str, release_dir: Path, config: Path | None = Path("_config.yml")
+) -> list[Path]:
+    """Write the student files into ``release_dir/<assignment>`` and link its notebook.
+
+    Writes ``selfcheck.py``, ``public_checks.json`` and ``nbgrader_config.py``; with
+    ``config`` (the book's ``_config.yml``), resolves the notebook's book links too.
+    """
     folder = Path(release_dir) / assignment
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / selfcheck.DATA_FILE
     data_path.write_text(dumps(public_data(assignment)), encoding="utf-8")
     code_path = folder / "selfcheck.py"
     shutil.copyfile(selfcheck.__file__, code_path)
-    return [code_path, data_path]
+    config_path = folder / "nbgrader_config.py"
+    config_path.write_text(STUDENT_CONFIG, encoding="utf-8")
+    written = [code_path, data_path, config_path]
+    notebook = folder / f"{assignment}.ipynb"
+    if config is not None and notebook.is_file():
+        book_dir = Path(config).parent / "book"
+        if link_released_notebook(notebook, book_base_url(config), book_dir):
+            written.append(notebook)
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,10 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("assignments", nargs="*", help="default: every assignment")
     parser.add_argument("--release-dir", default="assignments", type=Path)
+    parser.add_argument(
+        "--config",
+        default="_config.yml",
+        type=Path,
+        help="the book's configuration; its html: baseurl: is the address of the book",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one reduction order, so the data does not change with the machine
     for assignment in args.assignments or list(registry.ASSIGNMENTS):
-        for path in write(assignment, args.release_dir):
+        for path in write(assignment, args.release_dir, args.config):
             print(f"wrote {path}")
     return 0
 
