@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from rnn_grader.autograde.sandbox import CheckResult
 from rnn_grader.autograde.suite import Case, GradingSuite
+
+_CELL_FRAME = re.compile(r'File "<cell (\w+)>"')
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,11 @@ def judge(
         if not isinstance(outputs, dict):
             return fail("AssertionError", f"{name} ({case.label}): no outputs")
         if "error" in outputs and isinstance(outputs.get("error"), str):
-            return fail("AssertionError", _raised(name, case, outputs["error"]))
+            traceback = outputs.get("traceback")
+            message = _raised(
+                name, case, outputs["error"], traceback if isinstance(traceback, str) else ""
+            )
+            return fail("AssertionError", message)
         try:
             suite.compare(name, _plain(outputs), case)
         except AssertionError as exc:
@@ -69,15 +76,23 @@ def judge(
     return Verdict(name, True, "", f"{name}: all {' and '.join(parts)} cases passed.", n_pub, n_hid)
 
 
-def _raised(name: str, case: Case, error: str) -> str:
+def _raised(name: str, case: Case, error: str, traceback: str = "") -> str:
     """What to say when the student's code raised: the whole message only for public cases.
 
-    A message raised on a hidden case may carry its values (``raise ValueError(repr(x))``),
+    A blank answer (the released stub raises ``NotImplementedError``) is said in words,
+    naming the function whose cell raised (from the traceback's ``<cell f>`` frames). A
+    message raised on a hidden case may carry its values (``raise ValueError(repr(x))``),
     and hidden cases stay secret, so only the exception's type is shown.
     """
+    kind = error.split(":", 1)[0].strip() or "an exception"
+    if kind == "NotImplementedError":
+        cells = _CELL_FRAME.findall(traceback)
+        stub = cells[-1] if cells else name
+        if stub == name:
+            return f"{name} ({case.label}): you have not implemented {name} yet"
+        return f"{name} ({case.label}): {name} calls {stub}, which you have not implemented yet"
     if not case.hidden:
         return f"{name} ({case.label}): calling your code raised {error}"
-    kind = error.split(":", 1)[0].strip() or "an exception"
     return (
         f"{name} ({case.label}): calling your code raised {kind} (the message is not shown: "
         "it could reveal the hidden inputs). Run the public checks, and try other sizes "
