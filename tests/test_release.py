@@ -6,7 +6,13 @@
   no hidden case, no reference and no solution;
 * the released notebook, with the instructor's answers pasted in, passes every public check
   in a kernel where ``torch``, ``rnn_course`` and ``rnn_grader`` cannot be imported (the
-  setup cell's time is measured by ``python -m rnn_grader.setup_bench``, not here).
+  setup cell's time is measured by ``python -m rnn_grader.setup_bench``, not here), and its
+  gradient-check cells print small relative errors;
+* every backward function has a gradient-check cell, every graded function's arguments
+  have their shapes stated where it is introduced, and each backward function says whose
+  cache it receives;
+* links to the book point to the published pages (``html: baseurl:`` of ``_config.yml``),
+  and ``nbgrader validate`` in the released folder prints nothing on stderr.
 """
 
 from __future__ import annotations
@@ -32,7 +38,33 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "submissions"))
 import mistakes as fx
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDENT_FILES = {"selfcheck.py", "public_checks.json"}
+STUDENT_FILES = {"selfcheck.py", "public_checks.json", "nbgrader_config.py"}
+VENV_BIN = Path(sys.executable).parent
+
+#: Every backward function's gradient-check cell and the names it prints a relative error for.
+GRADIENT_CHECKS = {
+    "rnn_bptt": {
+        "rnn_step_backward": ["dx", "dh_prev", "dWx", "dWh", "db"],
+        "rnn_backward": ["dx", "dh0", "dWx", "dWh", "db"],
+        "grad_norms_through_time": ["from rnn_backward", "numerical"],
+    },
+    "gated_cells": {
+        "lstm_step_backward": ["dx", "dh_prev", "dc_prev", "dWx", "dWh", "db"],
+        "lstm_backward": ["dx", "dh0", "dWx", "dWh", "db"],
+        "gru_step_backward": ["dx", "dh_prev", "dWx", "dWh", "db"],
+    },
+    "deep_birnn": {},
+}
+#: Arguments whose description is not ``name (shape)``: a phrase that states it instead.
+STATED_OTHERWISE = {
+    "grads": "a dict from names to gradient arrays of any shapes",
+    "max_norm": "a float `max_norm > 0`",
+    "params_fwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
+    "params_bwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
+    "h0s": "initial states `(N, H_l)`",
+    "layers": "`(Wx (H_{l-1}, H_l), Wh (H_l, H_l), b (H_l,))`",
+    "residual": "`residual=True`",
+}
 
 BLOCKER = """
 import sys
@@ -78,6 +110,19 @@ def test_shipped_data_is_what_the_reference_gives_today(assignment: str) -> None
     assert _structure(shipped) == _structure(today), stale
     assert _close(selfcheck.decode(shipped), selfcheck.decode(today)), stale
     assert (folder / "selfcheck.py").read_bytes() == Path(selfcheck.__file__).read_bytes()
+    config = (folder / "nbgrader_config.py").read_text(encoding="utf-8")
+    assert config == release.STUDENT_CONFIG, f"{folder}/nbgrader_config.py is stale"
+
+
+def test_student_config_imports_nothing_of_the_course() -> None:
+    modules = set()
+    for node in ast.walk(ast.parse(release.STUDENT_CONFIG)):
+        if isinstance(node, ast.Import):
+            modules |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add((node.module or "").split(".")[0])
+    # zmq comes with nbgrader (jupyter_client); the course's packages are not installed
+    assert modules <= {"zmq"} | set(sys.stdlib_module_names), modules
 
 
 def test_selfcheck_imports_only_numpy_and_the_standard_library() -> None:
@@ -161,6 +206,12 @@ def test_released_notebook_completes_without_torch(assignment: str, tmp_path: Pa
     for cell in tests:
         text = "".join(o.get("text", "") for o in cell.outputs)
         assert "public cases passed" in text, (fx.grade_id(cell), cell.outputs)
+    for name, grads in GRADIENT_CHECKS[assignment].items():
+        (cell,) = _gradient_check_cells(executed.cells, name)
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        errors = dict(re.findall(r"^\s*([\w ]+?):\s+relative error (\S+)$", text, re.M))
+        assert list(errors) == grads, (name, text)
+        assert all(float(e) < 1e-7 for e in errors.values()), (name, text)
     setup = next(c for c in executed.cells if "from selfcheck import" in c.source)
     assert "torch" not in setup.source and "rnn_course" not in setup.source
     # the blocker really blocks: importing torch in that kernel environment fails
@@ -179,3 +230,199 @@ def test_setup_bench_measures_both_setups(tmp_path: Path) -> None:
     rows = setup_bench.main(["--repeats", "1", "--release-dir", str(ROOT / "assignments")])
     assert [r[0] for r in rows] == list(registry.ASSIGNMENTS)
     assert all(plain > 0 and with_torch > plain for _, plain, with_torch in rows)
+
+
+# --------------------------------------------------------------------------- self-help
+
+
+def _released(assignment: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "assignments" / assignment / f"{assignment}.ipynb", 4)
+
+
+def _plain(cell: dict) -> bool:
+    return not cell.get("metadata", {}).get("nbgrader")
+
+
+def _gradient_check_cells(cells: list, name: str) -> list:
+    """Ungraded code cells after ``name``'s test cell (up to the next graded cell) that call
+    ``name`` and compare with ``numerical_gradient``."""
+    test = next(i for i, c in enumerate(cells) if fx.grade_id(c) == f"test_{name}")
+    found = []
+    for cell in cells[test + 1 :]:
+        if not _plain(cell):
+            break
+        if (
+            cell["cell_type"] == "code"
+            and re.search(rf"\b{name}\(", cell["source"])
+            and "numerical_gradient(" in cell["source"]
+            and "relative_error(" in cell["source"]
+        ):
+            found.append(cell)
+    return found
+
+
+@pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
+def test_every_backward_function_has_a_gradient_check_cell(assignment: str) -> None:
+    backward = [
+        n
+        for n in registry.ASSIGNMENTS[assignment]
+        if n.endswith("_backward") or n == "grad_norms_through_time"
+    ]
+    assert sorted(backward) == sorted(GRADIENT_CHECKS[assignment])
+    cells = _released(assignment).cells
+    for name in backward:
+        found = _gradient_check_cells(cells, name)
+        assert len(found) == 1, f"{assignment}: {name} has {len(found)} gradient-check cells"
+
+
+def _introduction(cells: list, name: str) -> str:
+    """The last Markdown cell before ``name``'s answer cell that shows a call of ``name``."""
+    answer = next(i for i, c in enumerate(cells) if fx.grade_id(c) == name)
+    for cell in reversed(cells[:answer]):
+        if cell["cell_type"] == "markdown" and f"`{name}(" in cell["source"]:
+            return " ".join(cell["source"].split())
+    raise AssertionError(f"{name} is never introduced before its answer cell")
+
+
+def _arguments(source: str, name: str) -> list[str]:
+    tree = ast.parse(source)
+    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == name)
+    return [a.arg for a in fn.args.args]
+
+
+@pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
+def test_every_argument_has_its_shape_stated(assignment: str) -> None:
+    cells = _released(assignment).cells
+    solution = fx.solution_sources(ROOT, assignment)
+    for name in registry.ASSIGNMENTS[assignment]:
+        text = _introduction(cells, name)
+        for arg in _arguments(solution[name], name):
+            if arg == "cache":
+                forward = "rnn_forward" if name == "grad_norms_through_time" else None
+                forward = forward or name.replace("backward", "forward")
+                phrase = f"the object **your** `{forward}` returned"
+            else:
+                phrase = STATED_OTHERWISE.get(arg, f"`{arg} (")
+            assert phrase in text, f"{assignment}.{name}: {arg!r} not stated ({phrase!r})"
+
+
+def test_stacked_blocks_are_stated() -> None:
+    gated = " ".join(c["source"] for c in _released("gated_cells").cells)
+    gated = " ".join(gated.split())
+    for shape in ("`Wx (D, 4H)`", "`Wh (H, 4H)`", "`b (4H,)`", "`Wx (D, 3H)`", "`b (3H,)`"):
+        assert shape in gated, shape
+    assert "`[H:2H]` to f, `[2H:3H]` to g and `[3H:]` to o" in gated
+    assert "`[H:2H]` to r and `[2H:]` to the candidate c" in gated
+
+
+def test_clipping_rule_matches_the_contract_and_names_the_book_s_variants() -> None:
+    cells = _released("rnn_bptt").cells
+    text = " ".join(_introduction(cells, "clip_grad_norm").split())
+    assert "**If `total_norm > max_norm`**" in text
+    assert "by exactly `max_norm / total_norm`" in text
+    assert "torch.nn.utils.clip_grad_norm_" in text and "10^{-6}" in text
+    assert "Pascanu" in text and "\\ge" in text
+
+
+@pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
+def test_written_questions_show_a_rubric_with_their_points(assignment: str) -> None:
+    cells = _released(assignment).cells
+    answers = [c for c in cells if (fx.grade_id(c) or "").startswith("written_")]
+    answers = [c for c in answers if not fx.grade_id(c).endswith("_question")]
+    assert answers
+    for answer in answers:
+        question = next(c for c in cells if fx.grade_id(c) == f"{fx.grade_id(answer)}_question")
+        points = answer["metadata"]["nbgrader"]["points"]
+        text = question["source"]
+        assert f"**Question ({points} points).**" in text, fx.grade_id(answer)
+        rubric = re.search(
+            r"\*Rubric \(graded by hand; (\d+)–(\d+) sentences\)\.\*(.*)", text, re.S
+        )
+        assert rubric, f"{fx.grade_id(answer)}: no rubric with a length guide"
+        # one line per point, and the points add up to the question's
+        items = re.findall(r"^(\d+) points?:", rubric[3], re.M)
+        assert sum(map(int, items)) == points, (fx.grade_id(answer), items)
+
+
+def test_book_base_url_comes_from_the_html_section() -> None:
+    base = release.book_base_url(ROOT / "_config.yml")
+    assert base.startswith("https://") and base.endswith("/")
+    # GitHub Pages of the repository the configuration names
+    repo = re.search(
+        r"url: https://github.com/([^/\s]+)/([^/\s]+)", (ROOT / "_config.yml").read_text()
+    )
+    assert repo and base == f"https://{repo[1]}.github.io/{repo[2]}/"
+
+
+def test_book_links_are_resolved_from_placeholders(tmp_path: Path) -> None:
+    base = "https://example.org/course/"
+    text = "See [BPTT](book:02_bptt) and [the algorithm](book:04_clipping#clipping-algorithm)."
+    assert release.link_book_pages(text, base, ROOT / "book") == (
+        "See [BPTT](https://example.org/course/book/02_bptt.html) and "
+        "[the algorithm](https://example.org/course/book/04_clipping.html#clipping-algorithm)."
+    )
+    with pytest.raises(ValueError, match="no_such_page"):
+        release.link_book_pages("[x](book:no_such_page)", base, ROOT / "book")
+    locked = {
+        "cells": [
+            {
+                "cell_type": "markdown",
+                "source": "[x](book:02_bptt)",
+                "metadata": {"nbgrader": {"grade_id": "intro", "locked": True}},
+            }
+        ]
+    }
+    with pytest.raises(ValueError, match="intro"):
+        release.link_notebook(locked, base)
+    config = tmp_path / "_config.yml"
+    config.write_text("title: x\nhtml:\n  use_x: true\n  baseurl: https://a.b/c  # note\n")
+    assert release.book_base_url(config) == "https://a.b/c/"
+    config.write_text("title: x\nhtml:\n  use_x: true\nbaseurl: https://a.b/c\n")
+    with pytest.raises(ValueError, match="no baseurl"):
+        release.book_base_url(config)
+
+
+@pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
+def test_released_notebooks_link_to_the_published_book(assignment: str) -> None:
+    base = release.book_base_url(ROOT / "_config.yml")
+    source = {c["id"]: c for c in fx.load(fx.solution_path(ROOT, assignment))["cells"]}
+    released = _released(assignment).cells
+    links = 0
+    for cell in released:
+        text = cell["source"]
+        assert "../../book" not in text and "](book:" not in text, cell["id"]
+        for url in re.findall(r"\]\((https?://[^)\s]+)\)", text):
+            if url.startswith(base):
+                links += 1
+                page = url[len(base) :].split("#")[0]
+                assert page.startswith("book/") and page.endswith(".html"), url
+                assert (ROOT / page.replace(".html", ".md")).is_file(), url
+        original = fx.source(source[cell["id"]])
+        if release.BOOK_LINK.search(original):
+            # only plain cells carry links: locked text is stored (and checksummed) as released
+            assert _plain(cell), cell["id"]
+            assert text == release.link_book_pages(original, base), cell["id"]
+    assert links >= 3
+
+
+@pytest.mark.slow
+def test_validate_in_the_released_folder_is_quiet(tmp_path: Path) -> None:
+    assignment = "deep_birnn"
+    folder = tmp_path / assignment
+    folder.mkdir()
+    for name in STUDENT_FILES:
+        (folder / name).write_bytes((ROOT / "assignments" / assignment / name).read_bytes())
+    nb = fx.notebook_with(ROOT, assignment, fx.solution_sources(ROOT, assignment))
+    (folder / f"{assignment}.ipynb").write_text(json.dumps(nb))
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("PYTHONWARNINGS", None)
+    done = subprocess.run(
+        ["nbgrader", "validate", f"{assignment}.ipynb"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "Success! Your notebook passes all the tests." in done.stdout, done.stdout[-2000:]
+    assert done.stderr == "", done.stderr
