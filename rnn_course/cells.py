@@ -250,9 +250,9 @@ class GRUCell(_CellBase):
         r &= \sigma(W_{ir} x + b_{ir} + W_{hr} h + b_{hr}) \\
         z &= \sigma(W_{iz} x + b_{iz} + W_{hz} h + b_{hz}) \\
         n &= \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn}))
-             &&\text{reset\_after=True} \\
+             &&\text{(reset after)} \\
         n &= \tanh(W_{in} x + b_{in} + W_{hn} (r \odot h) + b_{hn})
-             &&\text{reset\_after=False} \\
+             &&\text{(reset before)} \\
         h' &= (1 - z) \odot n + z \odot h
         \end{aligned}
 
