@@ -144,9 +144,9 @@ def gradebook_cells(db_url: str, assignment: str, notebook: str) -> dict[str, tu
                 "locked": bool(src.locked),
                 "schema_version": SCHEMA_VERSION,
                 "solution": src.name in solutions,
+                "task": src.name in tasks,
             }
             if src.name in tasks:
-                meta["task"] = True
                 meta["points"] = float(tasks[src.name].max_score)
             elif src.name in grades:
                 meta["points"] = float(grades[src.name].max_score)
@@ -188,7 +188,10 @@ class GradebookCells(NbGraderPreprocessor):
                 continue
             seen.add(gid)
             cell_type, canonical = known[gid]
-            if nbg != canonical or cell.get("cell_type") != cell_type:
+            # nbgrader adds a checksum and the cell type at release: only a change of what
+            # the gradebook decides is worth a warning
+            stated = {k: v for k, v in nbg.items() if k not in ("checksum", "cell_type")}
+            if stated != canonical or cell.get("cell_type") != cell_type:
                 rebuilt += 1
             meta["nbgrader"] = NotebookNode(dict(canonical))
             _set_type(cell, cell_type)
