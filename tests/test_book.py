@@ -208,6 +208,28 @@ def test_no_solution_leaks_into_assignment_pages(book: Build, repo_root: Path) -
             assert line not in text, f"{path.name} contains solution code: {line!r}"
 
 
+def test_the_published_book_holds_no_instructor_code(book: Build, repo_root: Path) -> None:
+    """No source page, no API entry of the grader, no definition of a graded function."""
+    from rnn_grader.checks.registry import NAMES
+
+    assert not (book.html / "_modules").exists(), "source pages (viewcode) are published"
+    pages = sorted(book.html.rglob("*.html"))
+    assert len(pages) > 20
+    graded = re.compile(r"\bdef\s+(" + "|".join(NAMES) + r")\s*\(")
+    grader = re.compile(r"\brnn_grader\.(checks|autograde|student)\.\w+\.\w+")
+    for page in pages:
+        text = page.read_text(errors="replace")
+        plain = re.sub(r"<[^>]+>", "", text)
+        found = graded.search(plain)
+        assert not found, f"{page.relative_to(book.html)} defines {found.group(1)}"
+        assert 'id="module-rnn_grader' not in text, f"{page.name} documents rnn_grader"
+        assert not grader.search(plain), f"{page.name} documents grader internals"
+    sources = [p.name for p in book.html.rglob("*.py")] + [
+        p.name for p in (book.html / "_sources").rglob("*") if "rnn_grader" in p.name
+    ]
+    assert "reference.py" not in sources and "registry.py" not in sources
+
+
 # ------------------------------------------------------------------------------------------
 # The pages in a browser
 # ------------------------------------------------------------------------------------------
