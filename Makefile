@@ -12,7 +12,7 @@ A ?= rnn_bptt
 ASSIGNMENTS := rnn_bptt gated_cells deep_birnn
 DEBIAN_PACKAGES := chromium bubblewrap
 
-.PHONY: help venv book test lint bench gpu-check release secret collect autograde feedback grades grade system-deps clean
+.PHONY: help venv book test lint bench gpu-check release student lock secret collect autograde feedback grades grade system-deps clean
 
 help:
 	@echo "make book        build the textbook into _build/html"
