@@ -108,36 +108,46 @@ def _plain(outputs: dict[str, Any]) -> dict[str, Any]:
 def add_dependency_notes(
     verdicts: dict[str, Verdict], answers: dict[str, str], dependencies: dict[str, list[str]]
 ) -> dict[str, Verdict]:
-    """Point failing checks at the failing functions they rely on.
+    """Point failing checks at the failing functions they rely on, directly or not.
 
-    A check relies on the functions its call runs (the forward of a backward check) and on
+    A check relies on the functions its call runs (the forward of a backward check), on
     the graded functions that the student's answer cell names (``lstm_backward`` calling
-    ``lstm_step_backward``). When one of those fails its own check, the failing check's
-    message says so: that is where to look first.
+    ``lstm_step_backward``), and on what those rely on in turn. When one of them fails its
+    own check, the failing check's message says so: that is where to look first.
 
     Args:
         verdicts: test grade id -> verdict, as judged.
         answers: answer cell grade id (the function's name) -> the student's source.
         dependencies: check name -> the functions its call runs.
     """
+    graded = {v.name for v in verdicts.values()}
     failing = {v.name for v in verdicts.values() if not v.passed}
+
+    def direct(name: str) -> set[str]:
+        relied = set(dependencies.get(name, []))
+        try:
+            tree = ast.parse(answers.get(name, ""))
+            relied |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        except (SyntaxError, ValueError, RecursionError):
+            pass
+        return (relied & graded) - {name}
+
     out = dict(verdicts)
     for gid, verdict in verdicts.items():
         if verdict.passed:
             continue
-        relied = set(dependencies.get(verdict.name, []))
-        try:
-            tree = ast.parse(answers.get(verdict.name, ""))
-            relied |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-        except (SyntaxError, ValueError, RecursionError):
-            pass
-        culprits = sorted((relied & failing) - {verdict.name})
+        seen: set[str] = set()
+        todo = list(direct(verdict.name))
+        while todo:
+            dep = todo.pop()
+            if dep not in seen:
+                seen.add(dep)
+                todo.extend(direct(dep))
+        culprits = sorted((seen & failing) - {verdict.name})
         if culprits:
-            names = ", ".join(f"{c} (test_{c})" for c in culprits)
-            note = (
-                f" Note: this check relies on your {names}, which fails its own check: fix "
-                "it first."
-            )
+            names = " and ".join(f"your {c} (test_{c})" for c in culprits)
+            verb = "fails its own check" if len(culprits) == 1 else "fail their own checks"
+            note = f" Note: this check relies on {names}, which {verb}: fix that first."
             out[gid] = Verdict(
                 verdict.name,
                 False,
