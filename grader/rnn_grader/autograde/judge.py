@@ -31,6 +31,7 @@ def judge(
     result: CheckResult | None,
     suite: GradingSuite,
     cell_errors: dict[str, str],
+    stubs: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Compare every case of check ``name``; the first failing case gives the message."""
     cases = suite.cases(name)
@@ -59,7 +60,11 @@ def judge(
         if "error" in outputs and isinstance(outputs.get("error"), str):
             traceback = outputs.get("traceback")
             message = _raised(
-                name, case, outputs["error"], traceback if isinstance(traceback, str) else ""
+                name,
+                case,
+                outputs["error"],
+                traceback if isinstance(traceback, str) else "",
+                stubs,
             )
             return fail("AssertionError", message)
         try:
@@ -76,11 +81,14 @@ def judge(
     return Verdict(name, True, "", f"{name}: all {' and '.join(parts)} cases passed.", n_pub, n_hid)
 
 
-def _raised(name: str, case: Case, error: str, traceback: str = "") -> str:
+def _raised(
+    name: str, case: Case, error: str, traceback: str = "", stubs: frozenset[str] = frozenset()
+) -> str:
     """What to say when the student's code raised: the whole message only for public cases.
 
-    A blank answer (the released stub raises ``NotImplementedError``) is said in words,
-    naming the function whose cell raised (from the traceback's ``<cell f>`` frames). A
+    A blank answer (the released stub raises ``NotImplementedError``) is said in words:
+    the tested function when its own cell is still the stub (``stubs``), else the function
+    whose cell raised (from the traceback's ``<cell f>`` frames). A
     message raised on a hidden case may carry its values (``raise ValueError(repr(x))``),
     and hidden cases stay secret, so only the exception's type is shown.
     """
@@ -88,7 +96,7 @@ def _raised(name: str, case: Case, error: str, traceback: str = "") -> str:
     if kind == "NotImplementedError":
         cells = _CELL_FRAME.findall(traceback)
         stub = cells[-1] if cells else name
-        if stub == name:
+        if stub == name or name in stubs:
             return f"{name} ({case.label}): you have not implemented {name} yet"
         return f"{name} ({case.label}): {name} calls {stub}, which you have not implemented yet"
     if not case.hidden:
@@ -158,3 +166,11 @@ def add_dependency_notes(
                 verdict.timed_out,
             )
     return out
+
+
+_STUB = re.compile(r"^\s*raise\s+NotImplementedError\b", re.M)
+
+
+def stub_answers(answers: dict[str, str]) -> frozenset[str]:
+    """The answer cells (by grade id) that still hold the released stub."""
+    return frozenset(gid for gid, source in answers.items() if _STUB.search(source or ""))

@@ -25,7 +25,7 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Int, Unicode
 
-from rnn_grader.autograde.judge import Verdict, add_dependency_notes, judge
+from rnn_grader.autograde.judge import Verdict, add_dependency_notes, judge, stub_answers
 from rnn_grader.autograde.sandbox import (
     SandboxLimits,
     SandboxReport,
@@ -242,6 +242,8 @@ class TrustedExecute(NbGraderPreprocessor):
                 limits=self.limits(),
                 unsafe=self.unsafe_no_sandbox,
             )
+        answers = {c["id"]: c["source"] for c in cells if c.get("kind") == "answer"}
+        stubs = stub_answers(answers)
         verdicts: dict[str, Verdict] = {}
         for gid in layout.tests:
             name = check_name(gid)
@@ -250,8 +252,7 @@ class TrustedExecute(NbGraderPreprocessor):
                     name, False, "RuntimeError", f"{name}: no trusted check ({unknown[name]})", 0, 0
                 )
             else:
-                verdicts[gid] = judge(name, report.checks.get(name), suite, report.cells)
-        answers = {c["id"]: c["source"] for c in cells if c.get("kind") == "answer"}
+                verdicts[gid] = judge(name, report.checks.get(name), suite, report.cells, stubs)
         verdicts = add_dependency_notes(verdicts, answers, suite.dependencies)
         done: set[str] = set()
         for cell in nb.cells:
