@@ -393,3 +393,14 @@ def test_a_backward_check_points_at_the_failing_function_it_calls() -> None:
     sources["rnn_forward"] = sources["rnn_forward"].replace(line, "prev = xw[:, t] + prev @ Wh")
     message = public_failure("rnn_backward", fx.namespace(sources))  # the forward is wrong
     assert "your rnn_forward (is called by this check) fails its own check" in message
+
+
+def test_the_grader_says_where_a_public_case_differs() -> None:
+    ns = mistaken("forgot_next_step_gradient")
+    case, want, wrong = graded_cases("rnn_backward", False)[0]
+    outputs = selfcheck.run(checks.call("rnn_backward"), ns, case)
+    with pytest.raises(AssertionError) as info:
+        checks.compare(
+            "rnn_backward", outputs, want, case_label="public case 1", mistakes=wrong, inputs=case
+        )
+    assert "dx differs: wrong at time steps 0..2, right at 3" in str(info.value)

@@ -71,6 +71,7 @@ class GradingSuite:
             case_label=case.label,
             hidden=case.hidden,
             mistakes=case.mistakes,
+            inputs=case.inputs,
         )
 
 

@@ -61,10 +61,12 @@ def compare(
     case_label: str,
     hidden: bool = False,
     mistakes: dict[str, dict[str, Any]] | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> None:
     """Raise ``AssertionError`` with the self-check's message when ``outputs`` are wrong.
 
-    For hidden cases the message names what differs but shows no value of the case.
+    For hidden cases the message names what differs but shows no value of the case; for
+    public ones the case's ``inputs`` give the sizes that say where an output differs.
     """
     selfcheck.compare(
         name,
@@ -74,4 +76,5 @@ def compare(
         hint=get(name).hint,
         mistakes=mistakes,
         show_values=not hidden,
+        sizes=selfcheck.sizes_of(inputs) if inputs is not None and not hidden else None,
     )
