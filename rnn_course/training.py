@@ -110,6 +110,24 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.SGD(model.parameters(), lr=config.lr)
 
 
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    loss: Tensor,
+    params: list[Tensor],
+    clip_norm: float | None,
+) -> Tensor:
+    """One update: backpropagate ``loss``, clip the global gradient norm, step.
+
+    Returns the gradient norm *before* clipping (a 0-dim tensor, no host sync), measured
+    even when ``clip_norm`` is ``None``.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = grad_norm(params) if clip_norm is None else clip_grad_norm_(params, clip_norm)
+    optimizer.step()
+    return norm
+
+
 def train(
     model: nn.Module,
     make_batch: Callable[[int, torch.device], Batch],
@@ -158,13 +176,7 @@ def train(
         batch = make_batch(batch_seed(config.seed, step), device)
         predictions = model(batch.inputs)
         loss = loss_fn(predictions, batch.targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.clip_norm is None:
-            norm = grad_norm(params)
-        else:
-            norm = clip_grad_norm_(params, config.clip_norm)
-        optimizer.step()
+        norm = optimizer_step(optimizer, loss, params, config.clip_norm)
         history.loss.append(loss.item())
         history.grad_norm.append(norm.item())
         history.accuracy.append(_accuracy_from_logits(predictions.detach(), batch.targets))

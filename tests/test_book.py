@@ -24,20 +24,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.slow
 
 ASSIGNMENTS = ("rnn_bptt", "gated_cells", "deep_birnn")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # nbgrader's markers: none of them may reach a student-facing file
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS")
 
@@ -400,14 +391,14 @@ def page_problems(page: object, relative: str) -> list[str]:
     return problems
 
 
-def test_pages_render_in_a_browser(book: Build, server: str, repo_root: Path) -> None:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: install Debian's chromium"
+def test_pages_render_in_a_browser(
+    book: Build, server: str, repo_root: Path, browser: Browser
+) -> None:
     pages = _all_pages(book.html)
     assert len(pages) >= len(_toc_files(repo_root))
     problems: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
         requested: list[str] = []
         context.on("request", lambda request: requested.append(request.url))
         page = context.new_page()
@@ -447,7 +438,8 @@ def test_pages_render_in_a_browser(book: Build, server: str, repo_root: Path) ->
                 shots = repo_root / "_build" / "screenshots"
                 shots.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(shots / "ch03.png"), full_page=True)
-        browser.close()
+    finally:
+        context.close()
     external = {urlsplit(u).netloc for u in requested if not u.startswith((server, "data:"))}
     assert not external, f"pages requested resources from the network: {sorted(external)}"
     assert not problems, "\n".join(problems)

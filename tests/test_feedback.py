@@ -13,11 +13,10 @@ import itertools
 import re
 import struct
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "lms"))
 import canvas_course as cc
@@ -26,16 +25,6 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from rnn_grader.feedback.messages import ExplainBlankAnswers, explain, stub_functions
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 # --- messages (no browser) -------------------------------------------------------------
@@ -87,14 +76,6 @@ def test_preprocessor_rewrites_error_outputs_of_test_cells() -> None:
 @pytest.fixture(scope="module")
 def course() -> cc.Course:
     return cc.graded_course()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def feedback_file(course: cc.Course, student: str) -> Path:

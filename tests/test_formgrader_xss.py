@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "lms"))
 import canvas_course as cc
@@ -31,8 +31,6 @@ from rnn_grader.feedback.sanitize import markdown2html_sanitized, sanitize_html
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TOKEN = "formgrader-test-token"
 
 
@@ -81,14 +79,6 @@ def test_markdown_filter_renders_then_sanitizes() -> None:
 @pytest.fixture(scope="module")
 def course() -> cc.Course:
     return cc.graded_course()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def watch(page: Page) -> list[str]:

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnn_course.clip import clip_grad_norm_, grad_norm
 from rnn_course.language.corpus import TBPTTBatches, random_windows
+from rnn_course.training import optimizer_step
 from rnn_course.validation import expect_choice, expect_positive_int
 
 LN2 = math.log(2.0)
@@ -120,13 +120,7 @@ def train_char_lm(
             state = None
         logits, state = model(inputs, state)  # (N, k, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.clip_norm is None:
-            norm = grad_norm(params)
-        else:
-            norm = clip_grad_norm_(params, config.clip_norm)
-        optimizer.step()
+        norm = optimizer_step(optimizer, loss, params, config.clip_norm)
         history.bpc.append(loss.item() / LN2)
         history.grad_norm.append(norm.item())
         last = step == config.steps - 1
