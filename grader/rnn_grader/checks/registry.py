@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,7 +61,6 @@ class Check:
     mistakes: Callable[[Case], dict[str, dict[str, Any]]] = lambda case: {}
     cost: Callable[[np.random.Generator], Case] | None = None
     extra_hidden: Callable[[np.random.Generator], Case] | None = None
-    dependencies: tuple[str, ...] = field(default=())
 
     def functions(self) -> list[str]:
         """The student functions this check calls, in order."""
