@@ -4,7 +4,7 @@ As for the LSTM (:mod:`rnn_course.lstm_loop`), autograd would record about eight
 step of a GRU, and at small sizes their bookkeeping dominates the time. :class:`GRULoop`
 runs the loop of :class:`torch.nn.GRU`'s cell (the reset gate applied after the recurrent
 product) without recording, keeps the activations, and backpropagates through time by
-hand: five tensor operations per step forward, three backward. Every pre-activation
+hand: six tensor operations per step forward, three backward. Every pre-activation
 gradient of a step is the state's gradient times a factor that the forward pass already
 determined, so those factors are computed for all steps at once before the loop.
 ``dW_hh`` and ``db_hh`` are one matrix product and one sum after the loop; ``dW_ih``,
@@ -34,6 +34,13 @@ where ``dg`` is the gradient of ``hw`` and the factors are
 ``c_n = (1 − z)(1 − n²)``, ``c_z = (h_{s-1} − n) z (1 − z)``,
 ``c_r = c_n ⊙ hw_n ⊙ r (1 − r)`` and ``c_hn = c_n ⊙ r``. The gradient of ``xw`` is
 ``(da_r, da_z, da_n)``.
+
+The loop's n block is doubled: :func:`double_n` doubles the n rows of ``W_ih``, ``b_ih``,
+``W_hh`` and ``b_hh``, so that the loop's pre-activation is ``a'_n = 2 a_n`` and
+``n = tanh(a_n) = 2 σ(a'_n) − 1``: on the CPU ``torch.tanh`` takes about three times as
+long per element as ``torch.sigmoid``. The factors above then carry ``c_n / 2`` for
+``c_n``, and autograd carries the factor 2 back to the parameters. Python's cyclic garbage
+collector is paused while the loops run (:mod:`rnn_course.loop_context`).
 """
 
 from __future__ import annotations
@@ -44,10 +51,75 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnn_course.loop_context import loop_context
+
 
 def _order(steps: tuple[Tensor, ...], reverse: bool) -> tuple[Tensor, ...]:
     """Per-step views in processing order."""
     return steps[::-1] if reverse else steps
+
+
+def double_n(w: Tensor) -> Tensor:
+    """The loop's layout of a weight ``(3H, ·)`` or bias ``(3H,)``: the n block doubled."""
+    r, z, n = w.chunk(3, dim=0)
+    return torch.cat([r, z, 2 * n])
+
+
+def _forward_steps(
+    xw: Tensor, hw: Tensor, ns: Tensor, hs: Tensor, h0: Tensor, w_hh: Tensor, reverse: bool
+) -> None:
+    """The forward recursion, in place on ``hw``, ``ns`` and ``hs``; views stay local.
+
+    ``hw`` holds ``(xw_r + b_hr, xw_z + b_hz, b_hn)`` on entry and ``(r, z, hw_n)`` on exit.
+    Every per-step view is local to this function, so all are freed when it returns (see
+    :mod:`rnn_course.loop_context`).
+    """
+    T, H = xw.shape[0], xw.shape[2] // 3
+    minus_one = xw.new_full((), -1.0)
+    w_hh_t = w_hh.t()
+
+    # per-step views in processing order, made once (unbind is one call for T steps)
+    def steps(v: Tensor) -> tuple[Tensor, ...]:
+        return _order(v.unbind(0), reverse)
+
+    HW, RZ, XN = steps(hw), steps(hw[..., : 2 * H]), steps(xw[..., 2 * H :])
+    R, Z, HN = (steps(v) for v in hw.split(H, dim=2))
+    NS, HS = steps(ns), steps(hs)
+    h = h0
+    for s in range(T):
+        # (a_r, a_z, hw_n) += W_hh h_{s-1}
+        HW[s].addmm_(h, w_hh_t)
+        # r, z = σ(a_r, a_z)
+        RZ[s].sigmoid_()
+        # n = tanh(a_n) = 2 σ(a'_n) − 1, with a'_n = 2 a_n = xw_n + r ⊙ hw_n (both doubled)
+        n = torch.addcmul(XN[s], R[s], HN[s], out=NS[s]).sigmoid_()
+        torch.add(minus_one, n, alpha=2, out=n)
+        # h_s = (1 − z) ⊙ n + z ⊙ h_{s-1}
+        h = torch.lerp(n, h, Z[s], out=HS[s])
+
+
+def _backward_steps(
+    dh: Tensor, dg: Tensor, coef: Tensor, z: Tensor, w_hh: Tensor, reverse: bool
+) -> None:
+    """The backward recursion, in place on ``dh (T, N, H)`` and ``dg (T, N, 3H)``.
+
+    On entry ``dh`` holds ``dout`` (plus ``d_hT`` at the last processed step); on exit it
+    holds every ``dh_s``, and ``dg`` every ``(da_r, da_z, dhw_n)``. Views stay local.
+    """
+    T, N, H = dh.shape
+    back = not reverse  # the backward pass visits the steps in the opposite order
+
+    def steps(v: Tensor) -> tuple[Tensor, ...]:
+        return _order(v.unbind(0), back)
+
+    DH, DH1, Z = steps(dh), steps(dh.unsqueeze(2)), steps(z)
+    DG, DG3, COEF = steps(dg), steps(dg.view(T, N, 3, H)), steps(coef)
+    torch.mul(DH1[0], COEF[0], out=DG3[0])
+    for k in range(1, T):  # k counts back from the last processed step
+        # dh_s = dout_s + z_{s+1} ⊙ dh_{s+1} + W_hhᵀ dg_{s+1}
+        DH[k].addcmul_(Z[k - 1], DH[k - 1]).addmm_(DG[k - 1], w_hh)
+        # (da_r, da_z, dhw_n) = dh_s ⊙ (c_r, c_z, c_hn)
+        torch.mul(DH1[k], COEF[k], out=DG3[k])
 
 
 class GRULoop(torch.autograd.Function):
@@ -76,26 +148,8 @@ class GRULoop(torch.autograd.Function):
         ns = xw.new_empty(T, N, H)  # n_s
         hs = xw.new_empty(T, N, H)  # h_s, the output
         # the loop reads and writes these buffers only: no autograd bookkeeping at all
-        with torch.inference_mode():
-            w_hh_t = w_hh.t()
-
-            # per-step views in processing order, made once (unbind is one call for T steps)
-            def steps(v: Tensor) -> tuple[Tensor, ...]:
-                return _order(v.unbind(0), reverse)
-
-            HW, RZ, XN = steps(hw), steps(hw[..., : 2 * H]), steps(xw[..., 2 * H :])
-            R, Z, HN = (steps(v) for v in hw.split(H, dim=2))
-            NS, HS = steps(ns), steps(hs)
-            h = h0
-            for s in range(T):
-                # (a_r, a_z, hw_n) += W_hh h_{s-1}
-                HW[s].addmm_(h, w_hh_t)
-                # r, z = σ(a_r, a_z)
-                RZ[s].sigmoid_()
-                # n = tanh(xw_n + r ⊙ hw_n)
-                torch.addcmul(XN[s], R[s], HN[s], out=NS[s]).tanh_()
-                # h_s = (1 − z) ⊙ n + z ⊙ h_{s-1}
-                h = torch.lerp(NS[s], h, Z[s], out=HS[s])
+        with loop_context():
+            _forward_steps(xw, hw, ns, hs, h0, w_hh, reverse)
         ctx.reverse = reverse
         ctx.has_bias = b_hh is not None
         ctx.save_for_backward(hw, ns, hs, h0, w_hh)
@@ -113,30 +167,21 @@ class GRULoop(torch.autograd.Function):
         dh = torch.empty_like(hs)
         dg = torch.empty_like(hw)
         d_xw = torch.empty_like(hw)
-        with torch.inference_mode():
+        last = 0 if reverse else T - 1  # the last processed step
+        with loop_context():
             r, z, hn = hw.split(H, dim=2)  # each (T, N, H), time order
             # the factors of every step at once (see the module)
             one_minus_z = torch.rsub(z, 1)
-            c_n = torch.addcmul(one_minus_z, one_minus_z * n, n, value=-1)  # (1 − z)(1 − n²)
+            # (1 − z)(1 − n²) / 2: ∂n/∂a'_n = (1 − n²) / 2 for the doubled a'_n (see the module)
+            c_n = torch.addcmul(one_minus_z, one_minus_z * n, n, value=-1).mul_(0.5)
             coef = hw.new_empty(T, N, 3, H)
             c_r, c_z, c_hn = coef.unbind(2)
             torch.addcmul(r, r, r, value=-1, out=c_r).mul_(hn).mul_(c_n)  # c_n hw_n σ'(r)
             torch.sub(hs, n, out=c_z).mul_(one_minus_z)  # (h_{s-1} − n) σ'(z) = (h_s − n)(1 − z)
             torch.mul(c_n, r, out=c_hn)
-            back = not reverse  # the backward pass visits the steps in the opposite order
-
-            def steps(v: Tensor) -> tuple[Tensor, ...]:
-                return _order(v.unbind(0), back)
-
-            DH, DH1, DOUT, Z = steps(dh), steps(dh.unsqueeze(2)), steps(d_out), steps(z)
-            DG, DG3, COEF = steps(dg), steps(dg.view(T, N, 3, H)), steps(coef)
-            torch.add(DOUT[0], d_hT, out=DH[0])
-            torch.mul(DH1[0], COEF[0], out=DG3[0])
-            for k in range(1, T):  # k counts back from the last processed step
-                # dh_s = dout_s + z_{s+1} ⊙ dh_{s+1} + W_hhᵀ dg_{s+1}
-                torch.addcmul(DOUT[k], Z[k - 1], DH[k - 1], out=DH[k]).addmm_(DG[k - 1], w_hh)
-                # (da_r, da_z, dhw_n) = dh_s ⊙ (c_r, c_z, c_hn)
-                torch.mul(DH1[k], COEF[k], out=DG3[k])
+            dh.copy_(d_out)  # dh starts as dout
+            dh[last].add_(d_hT)
+            _backward_steps(dh, dg, coef, z, w_hh, reverse)
             # gradient of xw: (da_r, da_z) = dg_rz, da_n = dh ⊙ c_n
             d_xw[..., : 2 * H].copy_(dg[..., : 2 * H])
             torch.mul(dh, c_n, out=d_xw[..., 2 * H :])

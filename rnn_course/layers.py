@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnn_course.cells import init_uniform_
-from rnn_course.gru_loop import gru_loop
+from rnn_course.gru_loop import double_n, gru_loop
 from rnn_course.lstm_loop import lstm_loop, to_oifg
 from rnn_course.validation import (
     expect_choice,
@@ -595,6 +595,8 @@ class GRU(_SingleStateBase):
         if self.reset_after:
             # W_ih x_t + b_ih for all t; b_hh is added to W_hh h inside the loop, because
             # r multiplies b_hn. The loop is rnn_course.gru_loop.GRULoop (hand-written BPTT).
+            # The loop wants the n rows doubled (see rnn_course.gru_loop).
+            w_ih, w_hh, b_ih, b_hh = (None if w is None else double_n(w) for w in weights)
             xw = project_inputs(x, w_ih, b_ih)  # (T, N, 3H)
             return gru_loop(xw, h, w_hh, b_hh, reverse)  # (T, N, H), (N, H)
         # reset_after=False: every bias sits outside a product with a gate, fold both
