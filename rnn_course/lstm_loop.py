@@ -169,8 +169,9 @@ class LSTMLoop(torch.autograd.Function):
         reverse = ctx.reverse
         T, N, G = gates.shape
         H = G // 4
-        coef = gates.new_empty(T, N, 5 * H)
-        da = torch.empty_like(coef)
+        # one allocation for both (T, N, 5H) buffers: freed and made again on every call,
+        # two large blocks made the C library return and re-fault their pages more often
+        coef, da = gates.new_empty(2, T, N, 5 * H).unbind(0)
         first, last = (T - 1, 0) if reverse else (0, T - 1)  # in processing order
         with loop_context():
             o, i, f, g = gates.split(H, dim=2)  # each (T, N, H), time order
