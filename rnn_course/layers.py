@@ -466,8 +466,9 @@ class LSTM(_RNNBase):
         \end{aligned}
 
     Note:
-        The loop reorders the gate rows to o, i, f, g once per call so that one sigmoid
-        covers the three gates; the parameters keep :mod:`torch.nn`'s order i, f, g, o.
+        The loop reorders the gate rows to o, i, f, g and doubles the g rows once per call,
+        so that one sigmoid covers all four gates (``tanh(a) = 2 σ(2a) − 1``); the
+        parameters keep :mod:`torch.nn`'s order i, f, g, o and scale.
     """
 
     num_gates = 4
