@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import rnn_course as rc
+import rnn_course.lstm_loop as lstm_loop_module
 from rnn_course.gru_loop import gru_loop
 from rnn_course.lstm_loop import lstm_loop
 
@@ -224,6 +225,48 @@ def test_lstm_loop_backward_passes_gradcheck(reverse, steps):
 
     args = (leaf(steps, N, 4 * H), leaf(N, H), leaf(N, H), leaf(4 * H, H))
     assert torch.autograd.gradcheck(lambda *a: lstm_loop(*a, reverse=reverse), args)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_local_factors_per_step_equal_all_at_once(monkeypatch, reverse):
+    """Large steps write the backward pass's factors inside the forward loop, small ones
+    after it: both give the same outputs and gradients, and the per-step path passes
+    gradcheck."""
+    gen = torch.Generator().manual_seed(7)
+
+    def leaf(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
+
+    args = (leaf(5, N, 4 * H), leaf(N, H), leaf(N, H), leaf(4 * H, H))
+    results = []
+    for threshold in (10**9, 0):  # all at once, then per step
+        monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", threshold)
+        out, h, c = lstm_loop(*args, reverse=reverse)
+        loss = (out**2).sum() + 0.3 * h.sum() + 0.7 * c.sum()
+        results.append((out, h, c, *torch.autograd.grad(loss, args)))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-14, rtol=0)
+    assert torch.autograd.gradcheck(lambda *a: lstm_loop(*a, reverse=reverse), args)
+
+
+def test_lstm_forward_without_gradient_computes_no_factors(monkeypatch):
+    """A forward pass that autograd does not record skips the backward pass's factors."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("local factors computed")
+
+    monkeypatch.setattr(lstm_loop_module, "_local_factors", refuse)
+    layer = rc.LSTM(I, H)
+    x = torch.randn(4, N, I)
+    with torch.no_grad():
+        layer(x)
+    with torch.inference_mode():
+        layer(x)
+    layer.requires_grad_(False)
+    layer(x)
+    layer.requires_grad_(True)
+    with pytest.raises(AssertionError, match="local factors computed"):
+        layer(x)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
