@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import rnn_course as rc
+import rnn_course.lstm_loop as lstm_loop_module
 
 I, H, T, N = 3, 4, 5, 2
 
@@ -148,3 +149,17 @@ def test_forward_and_backward_run_without_host_synchronization(
     assert x.grad is not None and torch.isfinite(x.grad).all()
     for name, p in layer.named_parameters():
         assert p.grad is not None, name
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_per_step_factors_run_without_host_synchronization(monkeypatch, bidirectional, device):
+    """The LSTM's per-step path for the backward pass's factors (large steps) is checked
+    too: the sizes above are small enough for the all-at-once path."""
+    monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", 0)
+    torch.manual_seed(0)
+    layer = rc.LSTM(I, H, num_layers=2, bidirectional=bidirectional, device=device)
+    x = torch.randn(T, N, I, device=device, requires_grad=True)
+    with no_host_sync(device):
+        out, (h, c) = layer(x)
+        (out.sum() + h.square().sum() + c.sum()).backward()
+    assert torch.isfinite(x.grad).all()
