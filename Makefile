@@ -56,7 +56,8 @@ bench: venv
 gpu-check: venv
 	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 	  $(PY) -m pytest -m cuda -q -p no:cacheprovider && \
-	  $(PY) -m rnn_course.bench --device cuda --runs 3; \
+	  $(PY) -m rnn_course.bench --device cuda --runs 3 && \
+	  $(PY) -m rnn_course.bench --device cuda --runs 3 --compile --config 100,64,256,256; \
 	else \
 	  echo "CUDA is not available: nothing to check on this machine."; \
 	fi

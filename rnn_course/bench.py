@@ -147,11 +147,14 @@ def measure(
     warmup: int,
     seed: int,
     device: torch.device | str = "cpu",
+    compile_backend: str | None = None,
 ) -> dict[tuple[str, str], float]:
     """Median seconds per call of each of the four layers, timed interleaved.
 
     Within repeat ``r`` the layers run in the order of :data:`LAYERS` rotated by ``r``, so
-    that each one follows each other equally often.
+    that each one follows each other equally often. With ``compile_backend`` the package's
+    layers run their time loops compiled by :func:`torch.compile` with that backend
+    (:meth:`rnn_course.layers.LSTM.compile_time_loop`); the warm-up calls compile them.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -162,6 +165,8 @@ def measure(
         reference = LAYERS[cell, "torch"](config.input_size, config.hidden_size, device=device)
         ours = LAYERS[cell, "ours"](config.input_size, config.hidden_size, device=device)
         ours.load_state_dict(reference.state_dict())
+        if compile_backend is not None:
+            ours.compile_time_loop(backend=compile_backend)
         calls[cell, "ours"] = _call(ours, x, pass_)
         calls[cell, "torch"] = _call(reference, x, pass_)
     # the processor time of this process on the CPU: on a shared machine other programs
@@ -186,13 +191,14 @@ def run(
     seed: int = 0,
     runs: int = 1,
     device: torch.device | str = "cpu",
+    compile_backend: str | None = None,
 ) -> list[BenchRow]:
     """Measure every size and pass ``runs`` times; return the rows of the table."""
     collected: dict[tuple[BenchConfig, str], dict[tuple[str, str], list[float]]] = {}
     for _ in range(runs):
         for config in configs:
             for pass_ in PASSES:
-                got = measure(config, pass_, repeats, warmup, seed, device)
+                got = measure(config, pass_, repeats, warmup, seed, device, compile_backend)
                 per_key = collected.setdefault((config, pass_), {k: [] for k in LAYERS})
                 for key, seconds in got.items():
                     per_key[key].append(1e3 * seconds)
@@ -296,7 +302,17 @@ def main(argv: Sequence[str] | None = None) -> list[BenchRow]:
     parser.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="inductor",
+        metavar="BACKEND",
+        help="compile rnn_course's time loops with torch.compile (backend inductor unless "
+        "named); compilation happens in the warm-up, which must be at least 1",
+    )
     args = parser.parse_args(argv)
+    if args.compile is not None and args.warmup < 1:
+        parser.error("--compile needs --warmup 1 or more: the warm-up compiles the loops")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("CUDA is not available")
@@ -306,8 +322,11 @@ def main(argv: Sequence[str] | None = None) -> list[BenchRow]:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {where}; "
         f"median of {args.runs} run(s) of {args.repeats} interleaved repeats"
+        + ("" if args.compile is None else f"; rnn_course compiled ({args.compile})")
     )
-    rows = run(configs, args.repeats, max(args.warmup, 0), args.seed, args.runs, device)
+    rows = run(
+        configs, args.repeats, max(args.warmup, 0), args.seed, args.runs, device, args.compile
+    )
     print(format_table(rows))
     return rows
 

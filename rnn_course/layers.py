@@ -126,6 +126,49 @@ def _stack_outputs(outs: list[Tensor], reverse: bool) -> Tensor:
     return torch.stack(outs)  # (T, N, H)
 
 
+def _lstm_direction_autograd(
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    weights: tuple[Tensor | None, ...],
+    reverse: bool,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """One LSTM direction in plain autograd operations, for :func:`torch.compile`.
+
+    ``x (T, N, H_u)``, ``h, c (N, H)``; weights in :mod:`torch.nn`'s order i, f, g, o.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 4H)
+    outs = []
+    for xw_t in _in_time_order(xw.unbind(0), reverse):
+        i, f, g, o = torch.addmm(xw_t, h, w_hh.t()).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return _stack_outputs(outs, reverse), (h, c)
+
+
+def _gru_direction_autograd(
+    x: Tensor, h: Tensor, weights: tuple[Tensor | None, ...], reverse: bool
+) -> tuple[Tensor, Tensor]:
+    """One GRU direction (reset after) in plain autograd operations, for :func:`torch.compile`.
+
+    ``x (T, N, H_u)``, ``h (N, H)``; weights in :mod:`torch.nn`'s order r, z, n.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    xw = project_inputs(x, w_ih, b_ih)  # (T, N, 3H)
+    outs = []
+    for xw_t in _in_time_order(xw.unbind(0), reverse):
+        hw = torch.mm(h, w_hh.t()) if b_hh is None else torch.addmm(b_hh, h, w_hh.t())
+        x_r, x_z, x_n = xw_t.chunk(3, dim=1)
+        h_r, h_z, h_n = hw.chunk(3, dim=1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        h = torch.lerp(n, h, z)  # (1 − z) ⊙ n + z ⊙ h_{t-1}
+        outs.append(h)
+    return _stack_outputs(outs, reverse), h
+
+
 class _RNNBase(nn.Module):
     """Parameters, argument checks, bidirectional and stacked structure for the three layers."""
 
@@ -259,9 +302,14 @@ class _RNNBase(nn.Module):
     def compile_time_loop(self, **options: Any) -> _RNNBase:
         """Compile the one-direction time loop with :func:`torch.compile` (opt-in).
 
-        ``options`` go to :func:`torch.compile`. Compilation unrolls the loop: it pays off
-        for small sizes on long runs, but takes seconds to tens of seconds per sequence
-        length. Returns ``self``.
+        ``options`` go to :func:`torch.compile`. Under compilation the LSTM and GRU run
+        their cell equations as plain autograd operations, which the compiler captures and
+        differentiates, instead of the hand-written loops (their in-place writes into
+        strided buffers break the compiled graph). Compilation unrolls the loop and takes
+        seconds to minutes per sequence length. On the CPU it paid little: an LSTM layer
+        compiled for T=100, N=16, H=64 (97 s) took 0.89 times the eager layer's time for
+        forward and backward, 1.69 against 1.90 times :class:`torch.nn.LSTM`'s in the same
+        run. Returns ``self``.
         """
         self._direction = torch.compile(self._direction, **options)  # type: ignore[method-assign]
         return self
@@ -523,9 +571,13 @@ class LSTM(_RNNBase):
 
         The loop itself is :class:`rnn_course.lstm_loop.LSTMLoop`, which runs the cell
         equations without recording each step and backpropagates through time by hand.
+        Under :func:`torch.compile` (see :meth:`compile_time_loop`) the loop is the cell's
+        equations in plain autograd operations instead, which the compiler can capture.
         """
-        w_ih, w_hh, b_ih, b_hh = (None if w is None else to_oifg(w) for w in weights)
         h, c = state
+        if torch.compiler.is_compiling():
+            return _lstm_direction_autograd(x, h, c, weights, reverse)
+        w_ih, w_hh, b_ih, b_hh = (None if w is None else to_oifg(w) for w in weights)
         # W_ih x_t + b_ih + b_hh for all t, gate rows in the order o, i, f, g
         xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 4H)
         out, h, c = lstm_loop(xw, h, c, w_hh, reverse)  # (T, N, H), (N, H), (N, H)
@@ -593,6 +645,9 @@ class GRU(_SingleStateBase):
         """One direction: ``x (T, N, H_u)``, ``h (N, H)`` → outputs ``(T, N, H)`` and ``h_T``."""
         w_ih, w_hh, b_ih, b_hh = weights
         H = h.shape[1]
+        if self.reset_after and torch.compiler.is_compiling():
+            # what torch.compile can capture (see compile_time_loop)
+            return _gru_direction_autograd(x, h, weights, reverse)
         if self.reset_after:
             # W_ih x_t + b_ih for all t; b_hh is added to W_hh h inside the loop, because
             # r multiplies b_hn. The loop is rnn_course.gru_loop.GRULoop (hand-written BPTT).

@@ -91,3 +91,30 @@ def test_bad_config_is_rejected(bad, capsys):
         bench.main(["--config", bad])
     err = capsys.readouterr().err
     assert "a configuration is T,N,I,H" in err or "sizes must be positive" in err
+
+
+def test_compile_times_the_compiled_time_loops(capsys, monkeypatch):
+    """``--compile BACKEND`` compiles the package's layers (in the warm-up) and says so."""
+    compiled = []
+    base = bench.LSTM.__mro__[1]  # the layers' common base, which defines the method
+    original = base.compile_time_loop
+
+    def spy(self, **options):
+        compiled.append((type(self).__name__, options))
+        return original(self, **options)
+
+    monkeypatch.setattr(base, "compile_time_loop", spy)
+    rows = bench.main(
+        ["--config", "2,1,3,3", "--repeats", "1", "--warmup", "1", "--compile", "aot_eager"]
+    )
+    assert "rnn_course compiled (aot_eager)" in capsys.readouterr().out.splitlines()[0]
+    assert sorted(compiled) == sorted(
+        [(cell, {"backend": "aot_eager"}) for cell in ("LSTM", "GRU") for _ in bench.PASSES]
+    )
+    assert all(math.isfinite(r.ratio("LSTM")[0]) for r in rows)
+
+
+def test_compile_needs_a_warmup(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--config", "2,1,3,3", "--compile", "--warmup", "0"])
+    assert "--warmup 1" in capsys.readouterr().err

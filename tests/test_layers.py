@@ -550,10 +550,20 @@ def test_runs_on_the_device_of_its_parameters(kind, device):
 
 
 @pytest.mark.slow  # dynamo traces the unrolled loop: a few seconds
-def test_compiled_time_loop_matches_eager():
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_compiled_time_loop_matches_eager(kind):
+    """Outputs and gradients through torch.compile's graph capture and autograd
+    (``aot_eager``: the compiler's tracing and differentiation, without code generation)."""
     torch.manual_seed(0)
-    layer = rc.GRU(I, H)
-    x = torch.randn(3, N, I)
+    layer = KINDS[kind][0](I, H, bidirectional=True)
+    x = torch.randn(3, N, I, requires_grad=True)
     expected, _ = layer(x)
-    got, _ = layer.compile_time_loop(backend="eager")(x)
+    expected.square().sum().backward()
+    expected_grads = [x.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
+    x.grad = None
+    layer.zero_grad()
+    got, _ = layer.compile_time_loop(backend="aot_eager")(x)
+    got.square().sum().backward()
     torch.testing.assert_close(got, expected)
+    for a, b in zip([x.grad] + [p.grad for p in layer.parameters()], expected_grads, strict=True):
+        torch.testing.assert_close(a, b)
