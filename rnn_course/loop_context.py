@@ -7,7 +7,7 @@ A call keeps several views per time step alive at once, about ``8 T`` forward an
 backward. Python's cyclic garbage collector counts them as new container objects: they
 survive its young generations and, every few dozen calls, set off a full collection of
 every object in the process, which with PyTorch loaded takes a tenth of a second or more.
-At T=100, N=16, H=64 that cost more, amortized, than a third of the LSTM's forward pass.
+At T=100, N=16, H=64 that cost, amortized, about a quarter of the LSTM's forward pass.
 
 The views form no reference cycles (reference counting frees every one of them when the
 call returns), so :func:`loop_context` pauses the cyclic collector for the duration of the
