@@ -45,18 +45,14 @@ collector is paused while the loops run (:mod:`rnn_course.loop_context`).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnn_course.loop_context import loop_context
-
-
-def _order(steps: tuple[Tensor, ...], reverse: bool) -> tuple[Tensor, ...]:
-    """Per-step views in processing order."""
-    return steps[::-1] if reverse else steps
+from rnn_course.loop_context import loop_context, step_views
 
 
 def double_n(w: Tensor) -> Tensor:
@@ -79,8 +75,7 @@ def _forward_steps(
     w_hh_t = w_hh.t()
 
     # per-step views in processing order, made once (unbind is one call for T steps)
-    def steps(v: Tensor) -> tuple[Tensor, ...]:
-        return _order(v.unbind(0), reverse)
+    steps = partial(step_views, reverse=reverse)
 
     HW, RZ, XN = steps(hw), steps(hw[..., : 2 * H]), steps(xw[..., 2 * H :])
     R, Z, HN = (steps(v) for v in hw.split(H, dim=2))
@@ -109,8 +104,7 @@ def _backward_steps(
     T, N, H = dh.shape
     back = not reverse  # the backward pass visits the steps in the opposite order
 
-    def steps(v: Tensor) -> tuple[Tensor, ...]:
-        return _order(v.unbind(0), back)
+    steps = partial(step_views, reverse=back)
 
     DH, DH1, Z = steps(dh), steps(dh.unsqueeze(2)), steps(z)
     DG, DG3, COEF = steps(dg), steps(dg.view(T, N, 3, H)), steps(coef)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from torch import Tensor
 
 
 @contextmanager
@@ -39,3 +40,12 @@ def loop_context() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def step_views(buffer: Tensor, reverse: bool) -> tuple[Tensor, ...]:
+    """The per-step views of ``buffer (T, ...)``, stored in time order, in processing order.
+
+    One :meth:`torch.Tensor.unbind` for all ``T`` steps; ``reverse`` lists them last first.
+    """
+    steps = buffer.unbind(0)
+    return steps[::-1] if reverse else steps

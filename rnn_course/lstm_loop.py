@@ -50,13 +50,14 @@ Python's cyclic garbage collector is paused while the loops run
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnn_course.loop_context import loop_context
+from rnn_course.loop_context import loop_context, step_views
 
 
 def to_oifg(w: Tensor) -> Tensor:
@@ -74,11 +75,6 @@ def to_oifg(w: Tensor) -> Tensor:
 # no gain at 4096 (N·H = 16·256, 32·128, 64·64), where the eight extra calls per step
 # cost as much as the passes over memory they replace.
 PER_STEP_FACTORS = 8192
-
-
-def _order(steps: tuple[Tensor, ...], reverse: bool) -> tuple[Tensor, ...]:
-    """Per-step views in processing order."""
-    return steps[::-1] if reverse else steps
 
 
 def _forward_steps(
@@ -102,8 +98,7 @@ def _forward_steps(
     zero, minus_one = (gates.new_full((), v) for v in (0.0, -1.0))
     w_hh_t = w_hh.t()
 
-    def steps(v: Tensor) -> tuple[Tensor, ...]:
-        return _order(v.unbind(0), reverse)
+    steps = partial(step_views, reverse=reverse)
 
     # per-step views in processing order, made once (unbind is one call for T steps);
     # C[s] is the cell before step s and C[s + 1] the cell after it
@@ -147,8 +142,7 @@ def _backward_steps(
     T, H = da.shape[0], da.shape[2] // 5
     back = not reverse  # the backward pass visits the steps in the opposite order
 
-    def steps(v: Tensor) -> tuple[Tensor, ...]:
-        return _order(v.unbind(0), back)
+    steps = partial(step_views, reverse=back)
 
     DA, DA4 = steps(da), steps(da[..., : 4 * H])
     DH, DH1 = steps(da[..., :H]), steps(da[..., :H].unsqueeze(2))
