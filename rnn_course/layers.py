@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from rnn_course.cells import init_uniform_
 from rnn_course.gru_loop import double_n, gru_loop
+from rnn_course.loop_context import step_views
 from rnn_course.lstm_loop import lstm_loop, to_oifg
 from rnn_course.validation import (
     expect_choice,
@@ -116,10 +117,6 @@ def project_inputs(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     return xw.view(T, N, -1)
 
 
-def _in_time_order(steps: tuple[Tensor, ...], reverse: bool) -> Any:
-    return reversed(steps) if reverse else steps
-
-
 def _stack_outputs(outs: list[Tensor], reverse: bool) -> Tensor:
     if reverse:
         outs.reverse()
@@ -140,7 +137,7 @@ def _lstm_direction_autograd(
     w_ih, w_hh, b_ih, b_hh = weights
     xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 4H)
     outs = []
-    for xw_t in _in_time_order(xw.unbind(0), reverse):
+    for xw_t in step_views(xw, reverse):
         i, f, g, o = torch.addmm(xw_t, h, w_hh.t()).chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -158,7 +155,7 @@ def _gru_direction_autograd(
     w_ih, w_hh, b_ih, b_hh = weights
     xw = project_inputs(x, w_ih, b_ih)  # (T, N, 3H)
     outs = []
-    for xw_t in _in_time_order(xw.unbind(0), reverse):
+    for xw_t in step_views(xw, reverse):
         hw = torch.mm(h, w_hh.t()) if b_hh is None else torch.addmm(b_hh, h, w_hh.t())
         x_r, x_z, x_n = xw_t.chunk(3, dim=1)
         h_r, h_z, h_n = hw.chunk(3, dim=1)
@@ -482,7 +479,7 @@ class RNN(_SingleStateBase):
         w_hh_t = w_hh.t()
         phi: Callable[[Tensor], Tensor] = torch.tanh if self.nonlinearity == "tanh" else torch.relu
         outs = []
-        for xw_t in _in_time_order(xw.unbind(0), reverse):
+        for xw_t in step_views(xw, reverse):
             # h_t = φ(W_ih x_t + b_ih + b_hh + W_hh h_{t-1})
             h = phi(torch.addmm(xw_t, h, w_hh_t))  # (N, H)
             outs.append(h)
@@ -659,7 +656,7 @@ class GRU(_SingleStateBase):
         xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 3H)
         w_hrz_t, w_hn_t = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
         outs = []
-        for xw_t in _in_time_order(xw.unbind(0), reverse):
+        for xw_t in step_views(xw, reverse):
             x_rz, x_n = xw_t.split([2 * H, H], dim=1)
             # r, z = σ(W_i· x + b_i· + W_h· h + b_h·) in one call
             r, z = torch.sigmoid(torch.addmm(x_rz, h, w_hrz_t)).chunk(2, dim=1)
