@@ -1,16 +1,45 @@
-"""Turn what the sandbox returned into a verdict per test cell (trusted side only)."""
+"""Turn what the two phases returned into a verdict per test cell (trusted side only).
+
+Public cases ran in a process that never held a hidden input, so their messages are as
+rich as the self-check's: what differs and where, the student's own exception. A hidden
+case's message is one of a fixed list (:data:`HIDDEN_VERDICTS`), decided here from the
+outputs and the expected values; no text from the hidden phase's process, and nothing
+that depends on a hidden input beyond that choice, reaches the student.
+"""
 
 from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, replace
 from typing import Any
 
-from rnn_grader.autograde.sandbox import CheckResult
+import numpy as np
+
+from rnn_grader.autograde.phase import PhaseReport
+from rnn_grader.autograde.protocol import Unsupported
+from rnn_grader.autograde.session import CaseResult, CheckResult, Failure, Step
 from rnn_grader.autograde.suite import Case, GradingSuite
 
 _CELL_FRAME = re.compile(r'File "<cell (\w+)>"')
+#: Everything a student may read about a failing hidden case, by cause.
+HIDDEN_VERDICTS = {
+    "raised": "your code raised an exception",
+    "memory": "your code exceeded the memory limit",
+    "structure": "your code returned the wrong type or shape",
+    "timeout": "your code exceeded the time limit",
+    "budget": "your code exceeded the time limit of the whole notebook",
+    "crash": "your code stopped the grading worker",
+    "protocol": "your code stopped the grading worker",
+    "output": "your code printed more than the output limit",
+}
+HIDDEN_ADVICE = (
+    " Hidden cases have other sizes and values than the public ones; their inputs, and "
+    "anything your code says about them, are never shown."
+)
+#: Longest text of a student's (public) exception or traceback in a message.
+MAX_STUDENT_TEXT = 600
 
 
 @dataclass(frozen=True)
@@ -26,71 +55,161 @@ class Verdict:
     timed_out: bool = False
 
 
+def printable(text: str, limit: int = MAX_STUDENT_TEXT) -> str:
+    """``text`` without control characters (newlines and tabs kept), at most ``limit`` long.
+
+    Anything a student controls passes through here before it is printed: terminal
+    escape sequences would otherwise move the instructor's cursor or recolour the table.
+    """
+    kept = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else "?" for ch in text)
+    return kept if len(kept) <= limit else kept[: limit - 1] + "…"
+
+
 def judge(
     name: str,
-    result: CheckResult | None,
+    public: CheckResult | None,
+    hidden: CheckResult | None,
     suite: GradingSuite,
-    cell_errors: dict[str, str],
+    note: str = "",
     stubs: frozenset[str] = frozenset(),
 ) -> Verdict:
-    """Compare every case of check ``name``; the first failing case gives the message."""
+    """The verdict of check ``name``: its first failing public case, else hidden case."""
     cases = suite.cases(name)
-    n_pub = sum(not c.hidden for c in cases)
-    n_hid = len(cases) - n_pub
-    deps = suite.dependencies.get(name, [name])
-    broken = [
-        f"the answer cell '{d}' raised {cell_errors[d].strip().splitlines()[-1]}"
-        for d in deps
-        if cell_errors.get(d)
-    ]
-    note = (" Note: " + "; ".join(broken) + ".") if broken else ""
+    pub = [c for c in cases if not c.hidden]
+    hid = [c for c in cases if c.hidden]
 
     def fail(ename: str, message: str, timed_out: bool = False) -> Verdict:
-        return Verdict(name, False, ename, message + note, n_pub, n_hid, timed_out)
+        return Verdict(name, False, ename, message + note, len(pub), len(hid), timed_out)
 
-    if result is None:
-        return fail("RuntimeError", f"{name}: the check did not run")
-    if result.failure is not None:
-        return fail(result.ename, f"{name}: {result.failure}", result.ename == "TimeoutError")
-    if len(result.outputs) != len(cases):
-        return fail("RuntimeError", f"{name}: the grading worker returned an incomplete result")
-    for case, outputs in zip(cases, result.outputs, strict=True):
-        if not isinstance(outputs, dict):
-            return fail("AssertionError", f"{name} ({case.label}): no outputs")
-        if "error" in outputs and isinstance(outputs.get("error"), str):
-            traceback = outputs.get("traceback")
-            message = _raised(
-                name,
-                case,
-                outputs["error"],
-                traceback if isinstance(traceback, str) else "",
-                stubs,
-            )
-            return fail("AssertionError", message)
-        try:
-            suite.compare(name, _plain(outputs), case)
-        except AssertionError as exc:
-            return fail("AssertionError", str(exc) or f"{name} ({case.label}): wrong result")
-        except Exception as exc:  # the comparison must never crash the grader
-            return fail(
-                "AssertionError",
-                f"{name} ({case.label}): the outputs could not be compared "
-                f"({type(exc).__name__}: {exc})",
-            )
-    parts = [f"{n_pub} public"] + ([f"{n_hid} hidden"] if n_hid else [])
-    return Verdict(name, True, "", f"{name}: all {' and '.join(parts)} cases passed.", n_pub, n_hid)
+    for group, result in ((pub, public), (hid, hidden)):
+        if not group:
+            continue
+        if result is None:
+            raise _missing(name, group[0])
+        for k, case in enumerate(group):
+            if k < len(result.cases):
+                message = (
+                    _hidden_case(name, case, result.cases[k], suite)
+                    if case.hidden
+                    else _public_case(name, case, result.cases[k], suite, stubs)
+                )
+                if message:
+                    return fail("AssertionError", message)
+            elif result.failure is not None:
+                return _stopped(name, case, result.failure, suite, fail)
+            else:
+                raise _missing(name, case)
+    parts = [f"{len(pub)} public"] + ([f"{len(hid)} hidden"] if hid else [])
+    return Verdict(
+        name, True, "", f"{name}: all {' and '.join(parts)} cases passed.", len(pub), len(hid)
+    )
+
+
+def _missing(name: str, case: Case) -> Exception:
+    from rnn_grader.autograde.errors import GraderError
+
+    return GraderError(f"check {name}: the grading worker returned nothing for {case.label}")
+
+
+def _stopped(name: str, case: Case, failure: Failure, suite: GradingSuite, fail: Any) -> Verdict:
+    timed_out = failure.kind in ("timeout", "budget")
+    ename = "TimeoutError" if timed_out else "RuntimeError"
+    if case.hidden:
+        return fail(ename, f"{name} ({case.label}): {HIDDEN_VERDICTS[failure.kind]}.", timed_out)
+    return fail(ename, f"{name} ({case.label}): {failure.detail}", timed_out)
+
+
+def _public_case(
+    name: str, case: Case, result: CaseResult, suite: GradingSuite, stubs: frozenset[str]
+) -> str:
+    """The message of a failing public case ("" when it passed)."""
+    if result.outputs is None:
+        if result.error:
+            return _raised(name, case, printable(result.error), result.traceback, stubs)
+        return f"{name} ({case.label}): your code {HIDDEN_VERDICTS[result.category or 'raised']}"
+    outputs = {k: _printable_values(v) for k, v in result.outputs.items()}
+    try:
+        suite.compare(name, outputs, case)
+    except AssertionError as exc:
+        return printable(str(exc), 4000) or f"{name} ({case.label}): wrong result"
+    return ""
+
+
+def _printable_values(value: Any) -> Any:
+    """Strings a student's code returned, made safe to print (other values unchanged)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Unsupported):
+        return Unsupported(printable(value.type_name, 100))
+    return value
+
+
+def _hidden_case(name: str, case: Case, result: CaseResult, suite: GradingSuite) -> str:
+    """The fixed message of a failing hidden case ("" when it passed)."""
+    prefix = f"{name} ({case.label}): "
+    if result.outputs is None:
+        return prefix + HIDDEN_VERDICTS[result.category or "raised"] + "." + HIDDEN_ADVICE
+    try:
+        suite.compare(name, result.outputs, case)
+    except AssertionError:
+        pass
+    else:
+        return ""
+    return prefix + _difference(result.outputs, case.expected) + "." + HIDDEN_ADVICE
+
+
+def _difference(outputs: dict[str, Any], expected: dict[str, Any]) -> str:
+    """Which of the contract's outputs differ, or that the structure is wrong."""
+    if "raised" in expected:
+        return "your code did not raise the required error"
+    if "raised" in outputs or outputs.get("__raised__") is True:
+        return HIDDEN_VERDICTS["raised"]
+    if "__error__" in outputs:  # the driver found the wrong structure
+        return HIDDEN_VERDICTS["structure"]
+    differing = []
+    for key, want in expected.items():
+        got = outputs.get(key)
+        if isinstance(want, dict):
+            if not isinstance(got, dict) or sorted(got) != sorted(want):
+                return HIDDEN_VERDICTS["structure"]
+            pairs = [(f"{key}[{k!r}]", got[k], w) for k, w in want.items()]
+        else:
+            pairs = [(key, got, want)]
+        for label, g, w in pairs:
+            state = _close(g, w)
+            if state == "structure":
+                return HIDDEN_VERDICTS["structure"]
+            if state == "differs":
+                differing.append(label)
+    if not differing:
+        return "your outputs differ from the expected ones"
+    if len(differing) == 1:
+        return f"output {differing[0]} differs"
+    return f"outputs {', '.join(differing[:-1])} and {differing[-1]} differ"
+
+
+def _close(got: Any, want: Any) -> str:
+    """``"ok"``, ``"differs"`` or ``"structure"`` for one output against its expected value."""
+    if isinstance(want, np.ndarray):
+        if not isinstance(got, np.ndarray) or got.shape != want.shape or got.dtype != want.dtype:
+            return "structure"
+        finite = bool(np.all(np.isfinite(got)))
+        return "ok" if finite and np.allclose(got, want, rtol=1e-6, atol=1e-8) else "differs"
+    scalar_array = isinstance(got, np.ndarray) and got.shape == () and got.dtype.kind in "fiu"
+    number = isinstance(got, int | float | np.number) and not isinstance(got, bool)
+    if not (number or scalar_array):
+        return "structure"
+    return "ok" if np.isclose(float(got), float(want), rtol=1e-6, atol=1e-8) else "differs"
 
 
 def _raised(
     name: str, case: Case, error: str, traceback: str = "", stubs: frozenset[str] = frozenset()
 ) -> str:
-    """What to say when the student's code raised: the whole message only for public cases.
+    """What to say when the student's code raised on a public case.
 
     A blank answer (the released stub raises ``NotImplementedError``) is said in words:
     the tested function when its own cell is still the stub (``stubs``), else the function
-    whose cell raised (from the traceback's ``<cell f>`` frames). A
-    message raised on a hidden case may carry its values (``raise ValueError(repr(x))``),
-    and hidden cases stay secret, so only the exception's type is shown.
+    whose cell raised (from the traceback's ``<cell f>`` frames).
     """
     kind = error.split(":", 1)[0].strip() or "an exception"
     if kind == "NotImplementedError":
@@ -99,18 +218,34 @@ def _raised(
         if stub == name or name in stubs:
             return f"{name} ({case.label}): you have not implemented {name} yet"
         return f"{name} ({case.label}): {name} calls {stub}, which you have not implemented yet"
-    if not case.hidden:
-        return f"{name} ({case.label}): calling your code raised {error}"
-    return (
-        f"{name} ({case.label}): calling your code raised {kind} (the message is not shown: "
-        "it could reveal the hidden inputs). Run the public checks, and try other sizes "
-        "than theirs"
-    )
+    if kind == "MemoryError":
+        return f"{name} ({case.label}): your code exceeded the memory limit ({error})"
+    return f"{name} ({case.label}): calling your code raised {error}"
 
 
-def _plain(outputs: dict[str, Any]) -> dict[str, Any]:
-    """Outputs as the worker sent them (already plain data; a shallow copy)."""
-    return dict(outputs)
+def cell_notes(steps: list[Step], public: PhaseReport, before: str, relied: list[str]) -> str:
+    """What went wrong in the cells a check relies on, from the public phase only.
+
+    ``relied`` names the answer cells the check relies on; every other cell of the
+    student's that raised before the test cell (``before``) is named by its number.
+    """
+    broken = []
+    position = {s.id: i for i, s in enumerate(steps)}
+    end = position.get(before, len(steps))
+    for step in steps[:end]:
+        if step.kind == "check":
+            continue
+        if step.id in public.skipped:
+            what = public.skipped[step.id].detail
+        elif public.cells.get(step.id):
+            what = "raised " + printable(public.cells[step.id].strip().splitlines()[-1], 300)
+        else:
+            continue
+        if step.kind == "answer" and step.id in relied:
+            broken.append(f"the answer cell '{step.id}' {what}")
+        elif step.kind == "cell":
+            broken.append(f"your cell {step.number} (before the test cell) {what}")
+    return (" Note: " + "; ".join(broken[:3]) + ".") if broken else ""
 
 
 def add_dependency_notes(
@@ -156,15 +291,7 @@ def add_dependency_notes(
             names = " and ".join(f"your {c} (test_{c})" for c in culprits)
             verb = "fails its own check" if len(culprits) == 1 else "fail their own checks"
             note = f" Note: this check relies on {names}, which {verb}: fix that first."
-            out[gid] = Verdict(
-                verdict.name,
-                False,
-                verdict.ename,
-                verdict.message + note,
-                verdict.n_public,
-                verdict.n_hidden,
-                verdict.timed_out,
-            )
+            out[gid] = replace(verdict, message=verdict.message + note)
     return out
 
 

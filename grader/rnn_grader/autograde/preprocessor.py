@@ -3,117 +3,68 @@
 Instead of running the notebook in a kernel with the grader's permissions, it
 
 1. reads from the gradebook (never from the student's copy) which cells are answers,
-   which are tests and which are read-only setup cells;
-2. sends the student's answer cells and the inputs of every test to a sandboxed worker
-   (:mod:`rnn_grader.autograde.sandbox`), which returns only outputs;
-3. compares those outputs here with expected values computed once per process;
+   which are tests and which are read-only setup cells, and from the release which code
+   cells were provided;
+2. runs the notebook as the student ran it (:mod:`rnn_grader.autograde.plan`): the
+   setup, every answer cell and every cell the student added or changed, in notebook
+   order, with a check where each test cell stands, in sandboxed workers, first with the
+   public cases and then, in fresh workers, with the hidden ones
+   (:mod:`rnn_grader.autograde.grading`);
+3. compares the outputs here with expected values computed once per process;
 4. writes each test cell's outputs (a stdout line, or an ``error`` output) so that
    nbgrader's ``SaveAutoGrades`` scores it as usual, and replaces the test cell's source
    by its public part (hidden tests are summarized, never shown).
+
+A failure of the grader itself (a broken check, a worker that cannot start) raises
+:class:`~rnn_grader.autograde.errors.GraderError`, which stops grading instead of
+becoming a student's failed test.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from nbgrader.api import Gradebook
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Int, Unicode
 
-from rnn_grader.autograde.judge import Verdict, add_dependency_notes, judge, stub_answers
-from rnn_grader.autograde.sandbox import (
-    SandboxLimits,
-    SandboxReport,
-    missing_protections,
-    run_sandbox,
-)
+from rnn_grader.autograde import grading
+from rnn_grader.autograde.judge import Verdict
+from rnn_grader.autograde.plan import Layout, build_plan, check_name, grade_id_of, provided_sources
+from rnn_grader.autograde.sandbox import SandboxLimits, missing_protections
+from rnn_grader.autograde.store import GradingStore
 from rnn_grader.autograde.suite import GradingSuite, load_suite
 from rnn_grader.secret import load as load_secret
-
-#: Sandbox reports computed elsewhere (e.g. on Dask workers), keyed by
-#: (student, assignment, notebook); the preprocessor uses and removes them.
-PRECOMPUTED: dict[tuple[str, str, str], SandboxReport] = {}
-#: What the last run decided for each notebook, for the command-line report.
-SUMMARIES: dict[tuple[str, str, str], NotebookSummary] = {}
 
 HIDDEN_RE = re.compile(
     r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M
 )
 
 
-@dataclass(frozen=True)
-class Layout:
-    """What the gradebook says about one notebook of an assignment."""
+def gradebook_layout(db_url: str, assignment: str, notebook: str, released: Path) -> Layout:
+    """Answer, test and setup cells of ``notebook`` as recorded by ``generate_assignment``.
 
-    answers: tuple[str, ...]  # grade ids of autograded answer cells
-    tests: tuple[str, ...]  # grade ids of autograded test cells
-    setup: tuple[str, ...]  # sources of read-only code cells (only their imports run)
-    test_sources: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class NotebookSummary:
-    """Per-notebook outcome for reports: verdict per test grade id, answer-cell errors."""
-
-    verdicts: dict[str, Verdict]
-    cell_errors: dict[str, str]
-    seconds: float
-    runs: int
-
-
-@functools.cache
-def gradebook_layout(db_url: str, assignment: str, notebook: str) -> Layout:
-    """Answer, test and setup cells of ``notebook`` as recorded by ``generate_assignment``."""
+    ``released`` is the student version of the notebook; its plain code cells are the
+    provided ones, which grading leaves out while they are unchanged.
+    """
     with Gradebook(db_url) as gb:
         nb = gb.find_notebook(notebook, assignment)
         sources = {s.name: s for s in nb.source_cells}
         grade = {g.name for g in nb.grade_cells}
         solution = {s.name for s in nb.solution_cells}
-        answers = tuple(sorted(n for n in solution - grade if sources[n].cell_type == "code"))
+        answers = frozenset(n for n in solution - grade if sources[n].cell_type == "code")
         tests = tuple(sorted(n for n in grade - solution if sources[n].cell_type == "code"))
-        setup = tuple(
-            s.source
+        setup = {
+            name: s.source
             for name, s in sorted(sources.items())
             if s.cell_type == "code" and s.locked and name not in grade | solution
-        )
+        }
         test_sources = {n: sources[n].source for n in tests}
-    return Layout(answers, tests, setup, test_sources)
-
-
-@functools.cache
-def gradebook_cell_names(db_url: str, assignment: str, notebook: str) -> frozenset[str]:
-    """Every grade id the gradebook records for ``notebook`` (any kind of cell)."""
-    with Gradebook(db_url) as gb:
-        nb = gb.find_notebook(notebook, assignment)
-        return frozenset(s.name for s in nb.source_cells)
-
-
-def check_name(grade_id: str) -> str:
-    """``test_rnn_backward`` -> ``rnn_backward``."""
-    return grade_id[5:] if grade_id.startswith("test_") else grade_id
-
-
-def grade_id_of(cell: NotebookNode) -> str | None:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    gid = meta.get("grade_id") if isinstance(meta, dict) else None
-    return gid if isinstance(gid, str) else None
-
-
-def answer_cells(nb: NotebookNode, layout: Layout) -> list[dict[str, str]]:
-    """Setup imports, then the student's answer cells in notebook order (first copy of each)."""
-    cells = [{"id": f"setup{i}", "kind": "setup", "source": s} for i, s in enumerate(layout.setup)]
-    seen: set[str] = set()
-    for cell in nb.cells:
-        gid = grade_id_of(cell)
-        if cell.get("cell_type") == "code" and gid in layout.answers and gid not in seen:
-            seen.add(gid)
-            cells.append({"id": gid, "kind": "answer", "source": str(cell.get("source", ""))})
-    return cells
+    return Layout(answers, tests, setup, test_sources, provided_sources(released))
 
 
 def public_source(source: str, n_hidden: int) -> str:
@@ -142,30 +93,8 @@ def set_test_outputs(cell: NotebookNode, verdict: Verdict, source: str) -> None:
         ]
 
 
-def sandbox_request(
-    nb: NotebookNode, layout: Layout, suite: GradingSuite
-) -> tuple[list[dict[str, str]], list[dict[str, Any]], dict[str, str]]:
-    """Cells and checks to send to the worker; checks the suite does not know are refused."""
-    checks, unknown = [], {}
-    for gid in layout.tests:
-        name = check_name(gid)
-        try:
-            cases = [c.inputs for c in suite.cases(name)]
-            checks.append({"name": name, "call": suite.call(name), "cases": cases})
-        except Exception as exc:  # an unknown name or a broken case generator
-            unknown[name] = f"{type(exc).__name__}: {exc}"
-    return answer_cells(nb, layout), checks, unknown
-
-
-@functools.cache
-def _warn_missing(log: Any, unsafe: bool) -> None:
-    """Say once per process which protections this machine cannot give the sandbox."""
-    for item in missing_protections(unsafe):
-        log.warning("Sandbox protection missing - %s", item)
-
-
 class TrustedExecute(NbGraderPreprocessor):
-    """Grade test cells with a sandboxed worker instead of executing the notebook."""
+    """Grade test cells with sandboxed workers instead of executing the notebook."""
 
     grading_package = Unicode(
         "rnn_grader.checks", help="Module with cases, expected, compare, call and the driver."
@@ -174,9 +103,12 @@ class TrustedExecute(NbGraderPreprocessor):
         "", help="Where the course secret file lives (default: CourseDirectory.root or '.')."
     ).tag(config=True)
     check_timeout = Float(10.0, help="Wall seconds for one check (all its cases).").tag(config=True)
-    notebook_timeout = Float(120.0, help="Wall seconds for everything a notebook runs.").tag(
-        config=True
-    )
+    cell_timeout = Float(
+        10.0, help="Wall seconds for one code cell; a slower cell is left out and noted."
+    ).tag(config=True)
+    notebook_timeout = Float(
+        120.0, help="Wall seconds for everything a notebook runs, in each of its two phases."
+    ).tag(config=True)
     memory_limit = Int(
         1 << 30, help="Address-space limit (RLIMIT_AS) of each process in the sandbox (bytes)."
     ).tag(config=True)
@@ -206,10 +138,20 @@ class TrustedExecute(NbGraderPreprocessor):
     unsafe_no_sandbox = Bool(
         False, help="Run student code WITHOUT bubblewrap (limits only). Unsafe."
     ).tag(config=True)
+    store = Unicode(
+        "", help="Folder of precomputed verdicts and of summaries for reports (set by rnn-course)."
+    ).tag(config=True)
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)
+        self._layouts: dict[tuple[str, str, str], Layout] = {}
+        self._validated: set[str] = set()
+        self._warned = False
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(
             check_timeout=self.check_timeout,
+            cell_timeout=self.cell_timeout,
             notebook_timeout=self.notebook_timeout,
             cpu_seconds=max(1, int(self.notebook_timeout) + 5),
             memory_bytes=self.memory_limit,
@@ -223,50 +165,65 @@ class TrustedExecute(NbGraderPreprocessor):
 
     def suite(self) -> GradingSuite:
         """The grading suite for this course's secret (``MissingSecret`` without one)."""
-        root = self.course_root or self.config.get("CourseDirectory", {}).get("root", "") or "."
-        return load_suite(self.grading_package, load_secret(root))
+        return load_suite(self.grading_package, load_secret(self._root()))
+
+    def _root(self) -> str:
+        return self.course_root or self.config.get("CourseDirectory", {}).get("root", "") or "."
+
+    def layout(self, db_url: str, assignment: str, notebook: str) -> Layout:
+        """The notebook's layout, read once per grading run."""
+        key = (db_url, assignment, notebook)
+        if key not in self._layouts:
+            coursedir = CourseDirectory(config=self.config)
+            folder = Path(coursedir.format_path(coursedir.release_directory, ".", assignment))
+            released = folder / f"{notebook}.ipynb"
+            self._layouts[key] = gradebook_layout(db_url, assignment, notebook, released)
+        return self._layouts[key]
+
+    def validate(self, suite: GradingSuite, assignment: str, layout: Layout) -> None:
+        """Build every check of the notebook once; a broken one stops grading (GraderError)."""
+        names = [check_name(gid) for gid in layout.tests]
+        key = f"{assignment}:{','.join(names)}"
+        if key not in self._validated:
+            suite.validate(names)
+            suite.lib(assignment)
+            self._validated.add(key)
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        _warn_missing(self.log, self.unsafe_no_sandbox)
+        if not self._warned:
+            self._warned = True
+            for item in missing_protections(self.unsafe_no_sandbox):
+                self.log.warning("Sandbox protection missing - %s", item)
         info = resources["nbgrader"]
         key = (info["student"], info["assignment"], info["notebook"])
-        layout = gradebook_layout(info["db_url"], info["assignment"], info["notebook"])
+        layout = self.layout(info["db_url"], info["assignment"], info["notebook"])
         suite = self.suite()
-        cells, checks, unknown = sandbox_request(nb, layout, suite)
-        report = PRECOMPUTED.pop(key, None)
-        if report is None:
-            report = run_sandbox(
-                cells,
-                checks,
-                suite.drivers_path,
-                limits=self.limits(),
-                unsafe=self.unsafe_no_sandbox,
+        self.validate(suite, info["assignment"], layout)
+        steps = build_plan(nb, layout)
+        store = GradingStore(self.store) if self.store else None
+        decided = store.take_verdicts(key) if store is not None else None
+        if decided is None:
+            phases = grading.run_phases(
+                steps, suite, suite.lib(info["assignment"]), self.limits(), self.unsafe_no_sandbox
             )
-        answers = {c["id"]: c["source"] for c in cells if c.get("kind") == "answer"}
-        stubs = stub_answers(answers)
-        verdicts: dict[str, Verdict] = {}
-        for gid in layout.tests:
-            name = check_name(gid)
-            if name in unknown:
-                verdicts[gid] = Verdict(
-                    name, False, "RuntimeError", f"{name}: no trusted check ({unknown[name]})", 0, 0
-                )
-            else:
-                verdicts[gid] = judge(name, report.checks.get(name), suite, report.cells, stubs)
-        verdicts = add_dependency_notes(verdicts, answers, suite.dependencies)
+            verdicts = grading.verdicts(steps, phases, suite)
+            seconds, runs = phases.seconds, phases.runs
+        else:
+            verdicts, seconds, runs = decided
         done: set[str] = set()
         for cell in nb.cells:
             gid = grade_id_of(cell)
             if gid in verdicts and gid not in done and cell.get("cell_type") == "code":
                 done.add(gid)
                 set_test_outputs(cell, verdicts[gid], layout.test_sources[gid])
-        SUMMARIES[key] = NotebookSummary(verdicts, dict(report.cells), report.seconds, report.runs)
+        if store is not None:
+            store.put_summary(key, verdicts, seconds, runs)
         self.log.info(
             "Trusted grading of %s: %d/%d tests passed in %.2f s (%d sandbox runs)",
             "/".join(key),
             sum(v.passed for v in verdicts.values()),
             len(verdicts),
-            report.seconds,
-            report.runs,
+            seconds,
+            runs,
         )
         return nb, resources

@@ -6,8 +6,10 @@ the entries ``nbgrader autograde`` writes. SQLite serializes the short write
 transactions; a student whose autograde hit "database is locked" is retried.
 
 Dask mode (``scheduler`` address): the sandbox runs (the expensive part) fan out to the
-cluster as plain data; the trusted process then compares and writes the gradebook
-serially, reusing those results (:data:`preprocessor.PRECOMPUTED`). Dask's wire format
+cluster as plain data; the trusted process decides each notebook's verdicts as its
+result arrives, keeps only those (a few lines per notebook, in a
+:class:`~rnn_grader.autograde.store.GradingStore`), then writes the gradebook serially
+with nbgrader, which reads the verdicts from the store. Dask's wire format
 is pickle, so whoever can talk to the scheduler can run code on the workers and in the
 grader: a ``tls://`` scheduler with Dask's security settings (CA, certificate and key,
 see :func:`dask_security`) is required for any address that is not loopback, unless the
@@ -16,7 +18,6 @@ instructor explicitly allows plain TCP (:func:`check_scheduler_address`).
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import functools
 import ipaddress
@@ -25,21 +26,25 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnn_grader.autograde import preprocessor as pp
+from rnn_grader.autograde import grading
+from rnn_grader.autograde.errors import GraderError
+from rnn_grader.autograde.grading import Phases
+from rnn_grader.autograde.plan import build_plan
+from rnn_grader.autograde.preprocessor import TrustedExecute
 from rnn_grader.autograde.sandbox import (
     SandboxLimits,
-    SandboxReport,
     ensure_sandbox,
     missing_protections,
-    run_sandbox,
+    prepare_lib,
 )
 from rnn_grader.autograde.sanitize import NotebookRejected, notebook_limit, read_notebook
+from rnn_grader.autograde.session import Step
+from rnn_grader.autograde.store import GradingStore
 
 RETRIES = 3
 
@@ -104,55 +109,54 @@ def _install_sqlite_pragmas() -> None:
 
 
 @functools.cache
-def _api(root: Path, unsafe: bool):
+def _api(root: Path, unsafe: bool, store: str):
     _install_sqlite_pragmas()
-    warnings.filterwarnings("ignore")
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     c = load_config(root, unsafe=unsafe)
+    c.TrustedExecute.store = store
     return NbGraderAPI(CourseDirectory(config=c), config=c)
 
 
-def autograde_student(root: str, assignment: str, student: str, unsafe: bool) -> dict[str, Any]:
-    """nbgrader autograde for one student, in this process; returns success and summaries."""
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+#: The last line of a traceback that ends in a GraderError: "<module>.GraderError: text".
+_GRADER_ERROR = f"{GraderError.__module__}.{GraderError.__name__}: "
+
+
+def autograde_student(
+    root: str, assignment: str, student: str, unsafe: bool, store: str
+) -> dict[str, Any]:
+    """nbgrader autograde for one student, in this process; returns success and summaries.
+
+    Raises:
+        GraderError: grading this student hit a failure of the grader itself.
+    """
     t0 = time.perf_counter()
-    api = _api(Path(root).resolve(), unsafe)
+    api = _api(Path(root).resolve(), unsafe, store)
     result: dict[str, Any] = {}
     for attempt in range(RETRIES):
-        pp.SUMMARIES.clear()
         result = api.autograde(assignment, student, force=True, create=True)
         if result.get("success") or "database is locked" not in str(result.get("log", "")):
             break
         time.sleep(0.2 * (attempt + 1))
-    summaries = {
-        k[2]: {gid: (v.passed, v.timed_out) for gid, v in s.verdicts.items()}
-        for k, s in pp.SUMMARIES.items()
-        if k[0] == student
-    }
-    failures = [
-        f"{gid}: {v.message}"
-        for k, s in pp.SUMMARIES.items()
-        if k[0] == student
-        for gid, v in s.verdicts.items()
-        if not v.passed
-    ]
     error = "" if result.get("success") else str(result.get("error") or result.get("log"))
+    for line in reversed(error.splitlines()):
+        if line.startswith(_GRADER_ERROR):  # nbgrader's API catches everything: re-raise
+            raise GraderError(line[len(_GRADER_ERROR) :])
+    summaries = GradingStore(store).summaries(student)
     rejected = (
         ""
         if result.get("success")
         else _rejection(f"{result.get('log', '')}\n{result.get('error', '')}")
     )
-    sandbox_seconds = sum(s.seconds for k, s in pp.SUMMARIES.items() if k[0] == student)
     return {
-        "sandbox_seconds": sandbox_seconds,
         "student": student,
         "success": bool(result.get("success")),
-        "summaries": summaries,
+        "summaries": {s["key"][2]: s["tests"] for s in summaries},
+        "failures": [f for s in summaries for f in s["failures"]],
+        "sandbox_seconds": sum(s["seconds"] for s in summaries),
         "error": error[-2000:],
         "rejected": rejected,
-        "failures": failures,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -231,19 +235,19 @@ def dask_security(ca_file: str | None, cert: str | None, key: str | None) -> Any
     )
 
 
-def remote_sandbox(
-    cells: list[dict[str, str]],
-    checks: list[dict[str, Any]],
+def remote_phases(
+    steps: list[Step],
+    public: dict[str, dict],
+    hidden: dict[str, dict],
+    drivers: str,
     drivers_source: str,
+    files: dict[str, bytes],
     limits: SandboxLimits,
     unsafe: bool,
-) -> SandboxReport:
-    """Run one notebook's sandbox on a Dask worker (which need not share the course files)."""
-    with tempfile.TemporaryDirectory(prefix="rnng-drivers-") as tmp:
-        path = Path(tmp) / "drivers.py"
-        path.write_text(drivers_source)
-        os.chmod(tmp, 0o755)
-        return run_sandbox(cells, checks, path, limits=limits, unsafe=unsafe)
+) -> Phases:
+    """Run a notebook's two phases on a Dask worker (which need not share the course files)."""
+    lib = prepare_lib(drivers, drivers_source, files)
+    return grading.phases_for(steps, public, hidden, lib, drivers, limits, unsafe)
 
 
 def _progress(total: int, enabled: bool):
@@ -268,108 +272,159 @@ def grade(
 
     ``security`` (see :func:`dask_security`) and ``allow_insecure_tcp`` apply to a Dask
     ``scheduler`` only (see :func:`check_scheduler_address`).
+
+    Raises:
+        GraderError: a check, the reference, the comparison, a worker or the cluster
+            failed: no grade of this run can be trusted, and the run stops.
     """
     root = Path(root).resolve()
     if scheduler:
         check_scheduler_address(scheduler, security, allow_insecure_tcp)
-    te = pp.TrustedExecute(config=_api(root, unsafe).config)
-    ensure_sandbox(unsafe, te.require_cgroup)
-    for item in missing_protections(unsafe):
-        print(f"warning: sandbox protection missing - {item}", file=sys.stderr)
-    ids = list_students(root, assignment, students)
-    if scheduler:
-        raw = _grade_dask(root, assignment, ids, scheduler, unsafe, progress, security)
-    else:
-        raw = _grade_local(root, assignment, ids, jobs or os.cpu_count() or 1, unsafe, progress)
-    return collect(root, assignment, raw)
+    with tempfile.TemporaryDirectory(prefix="rnng-store-") as store:
+        te = TrustedExecute(config=_api(root, unsafe, store).config)
+        ensure_sandbox(unsafe, te.require_cgroup)
+        for item in missing_protections(unsafe):
+            print(f"warning: sandbox protection missing - {item}", file=sys.stderr)
+        ids = list_students(root, assignment, students)
+        warm_up(root, assignment, unsafe, store)
+        if scheduler:
+            raw = _grade_dask(root, assignment, ids, scheduler, unsafe, progress, security, store)
+        else:
+            jobs = jobs or os.cpu_count() or 1
+            raw = _grade_local(root, assignment, ids, jobs, unsafe, progress, store)
+        return results_from_gradebook(assignment, raw, _api(root, unsafe, store).coursedir.db_url)
 
 
-def warm_up(root: Path, assignment: str, unsafe: bool) -> None:
-    """Load the config and compute every expected value once, before workers fork."""
+def warm_up(root: Path, assignment: str, unsafe: bool, store: str) -> None:
+    """Build every check of the assignment once, before any student: a broken one stops here.
+
+    Raises:
+        GraderError: naming the check and the cause.
+    """
     from nbgrader.api import Gradebook
 
-    api = _api(root.resolve(), unsafe)
-    te = pp.TrustedExecute(config=api.config)
+    api = _api(root.resolve(), unsafe, store)
+    te = TrustedExecute(config=api.config)
     suite = te.suite()
     with Gradebook(api.coursedir.db_url) as gb:
         names = [nb.name for nb in gb.find_assignment(assignment).notebooks]
     for name in names:
-        layout = pp.gradebook_layout(api.coursedir.db_url, assignment, name)
-        for gid in layout.tests:
-            # an unknown check is reported per test cell by the preprocessor
-            with contextlib.suppress(Exception):
-                suite.cases(pp.check_name(gid))
+        te.validate(suite, assignment, te.layout(api.coursedir.db_url, assignment, name))
 
 
-def _grade_local(root, assignment, ids, jobs, unsafe, progress) -> dict[str, dict]:
+def _grade_local(root, assignment, ids, jobs, unsafe, progress, store) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    warm_up(root, assignment, unsafe)
     if jobs <= 1:
         with _progress(len(ids), progress) as bar:
             for s in ids:
-                out[s] = autograde_student(str(root), assignment, s, unsafe)
+                out[s] = autograde_student(str(root), assignment, s, unsafe, store)
                 bar.update()
         return out
-    # fork: the workers inherit the loaded config and the expected values computed above
-    # (once per assignment); the pool starts before any thread (progress bar) exists.
+    # fork: the workers inherit the loaded config and the expected values computed by
+    # warm_up (once per assignment); the pool starts before any thread (progress bar) exists.
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(autograde_student, str(root), assignment, s, unsafe): s for s in ids}
+        futures = {
+            pool.submit(autograde_student, str(root), assignment, s, unsafe, store): s for s in ids
+        }
         with _progress(len(ids), progress) as bar:
             for fut in as_completed(futures):
                 s = futures[fut]
                 try:
                     out[s] = fut.result()
+                except GraderError:
+                    for other in futures:
+                        other.cancel()
+                    raise
                 except Exception as exc:  # a dead worker process: that student only
                     out[s] = {"student": s, "success": False, "summaries": {}, "error": repr(exc)}
                 bar.update()
     return out
 
 
-def _grade_dask(root, assignment, ids, scheduler, unsafe, progress, security) -> dict[str, dict]:
+def sanitized(nb: Any, config: Any, resources: dict[str, Any]) -> Any:
+    """``nb`` after the course's sanitize preprocessors, as ``nbgrader autograde`` runs them."""
+    from nbgrader.converters.autograde import Autograde
+    from traitlets.utils.importstring import import_item
+
+    section = config.get("Autograde", {})
+    classes = section.get("sanitize_preprocessors", Autograde.sanitize_preprocessors.default())
+    for cls in classes:
+        cls = import_item(cls) if isinstance(cls, str) else cls
+        nb, resources = cls(config=config).preprocess(nb, resources)
+    return nb
+
+
+def _grade_dask(
+    root, assignment, ids, scheduler, unsafe, progress, security, store
+) -> dict[str, dict]:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    api = _api(root.resolve(), unsafe)
+    api = _api(root.resolve(), unsafe, store)
     c = api.config
-    te = pp.TrustedExecute(config=c)
+    te = TrustedExecute(config=c)
     suite = te.suite()
     drivers_source = suite.drivers_path.read_text()
+    files_of = getattr(suite.module, "sandbox_files", None)
+    files = files_of(assignment) if files_of is not None else {}
     db_url = api.coursedir.db_url
     limit = notebook_limit(c)
+    results = GradingStore(store)
     with Client(scheduler, security=security) as client:
-        futures = {}
+        futures: dict[Any, tuple[tuple[str, str, str], list[Step]]] = {}
         for s in ids:
             for path in sorted((root / "submitted" / s / assignment).glob("*.ipynb")):
+                key = (s, assignment, path.stem)
+                info = {"student": s, "assignment": assignment, "notebook": path.stem}
                 try:
                     nb = read_notebook(path, limit)
-                    layout = pp.gradebook_layout(db_url, assignment, path.stem)
+                    nb = sanitized(nb, c, {"nbgrader": {**info, "db_url": db_url}})
+                    steps = build_plan(nb, te.layout(db_url, assignment, path.stem))
                 except Exception:
-                    continue  # nbgrader reports the invalid notebook below
-                cells, checks, _ = pp.sandbox_request(nb, layout, suite)
+                    continue  # nbgrader reports the invalid notebook in the serial pass
+                names = grading.checks_of(steps)
                 fut = client.submit(
-                    remote_sandbox, cells, checks, drivers_source, te.limits(), unsafe, pure=False
+                    remote_phases,
+                    steps,
+                    {n: suite.inputs(n, hidden=False) for n in names},
+                    {n: suite.inputs(n, hidden=True) for n in names},
+                    suite.drivers_name,
+                    drivers_source,
+                    files,
+                    te.limits(),
+                    unsafe,
+                    pure=False,
                 )
-                futures[fut] = (s, assignment, path.stem)
+                futures[fut] = (key, steps)
         with _progress(len(futures), progress) as bar:
-            for fut in dask_completed(futures):
-                # a failed remote run is simply redone locally by the preprocessor
-                with contextlib.suppress(Exception):
-                    pp.PRECOMPUTED[futures[fut]] = fut.result()
+            for fut in dask_completed(list(futures)):
+                key, steps = futures.pop(fut)
+                try:
+                    phases = fut.result()
+                except BaseException as exc:
+                    raise GraderError(
+                        f"the Dask cluster could not grade {'/'.join(key)}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                verdicts = grading.verdicts(steps, phases, suite)
+                results.put_verdicts(key, verdicts, phases.seconds, phases.runs)
+                fut.release()
                 bar.update()
     out = {}
     for s in ids:  # serial gradebook writes, in this process
-        out[s] = autograde_student(str(root), assignment, s, unsafe)
-    pp.PRECOMPUTED.clear()
+        out[s] = autograde_student(str(root), assignment, s, unsafe, store)
     return out
 
 
-def collect(root: Path, assignment: str, raw: dict[str, dict]) -> list[StudentResult]:
+def results_from_gradebook(
+    assignment: str, raw: dict[str, dict], db_url: str
+) -> list[StudentResult]:
     """Read the scores back from the gradebook and classify each student."""
     from nbgrader.api import Gradebook, MissingEntry
 
     results = []
-    with Gradebook(_api(root.resolve(), False).coursedir.db_url) as gb:
+    with Gradebook(db_url) as gb:
         total = float(gb.find_assignment(assignment).max_code_score)
         for s, info in sorted(raw.items()):
             tests: dict[str, bool] = {}

@@ -1,10 +1,12 @@
-"""Launch the grading worker under bubblewrap, with resource limits, and talk to it.
+"""Start the grading worker under bubblewrap, with resource limits.
 
 The sandbox sees a private root containing only: the Python runtime (binary, shared
-library and standard library, with ``site-packages`` hidden), NumPy, the worker and the
-grading drivers, an empty size-limited ``/tmp``, its own ``/proc`` and ``/dev``. No
-network (``--unshare-net``), its own PID namespace (everything it starts dies with it),
-no course directory, no gradebook, no other submission, neither torch nor rnn_course.
+library and standard library, with ``site-packages`` hidden), the libraries a student's
+environment offers (NumPy, Matplotlib and IPython with what they need, see
+:func:`student_site`), the worker, the grading drivers and their public data, an empty
+size-limited ``/tmp``, its own ``/proc`` and ``/dev``. No network (``--unshare-net``),
+its own PID namespace (everything it starts dies with it), no course directory, no
+gradebook, no other submission, neither torch nor rnn_course nor this package.
 
 When the grader runs as root, bwrap keeps only ``CAP_SETUID``/``CAP_SETGID`` and the
 worker switches to a fresh unprivileged uid before reading the student's code, so
@@ -18,35 +20,40 @@ kernel kills the sandbox, never the grader; a seccomp filter
 (:mod:`~rnn_grader.autograde.seccomp`) denies the system calls that hold memory outside
 those limits or leave the namespaces. Where one of these protections cannot be had
 (typically no cgroup for an ordinary user), :func:`missing_protections` names it and
-grading says so.
+grading says so. What runs inside, and how a run is driven, is
+:mod:`rnn_grader.autograde.phase`'s business.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import hashlib
+import importlib.metadata
 import json
 import os
 import secrets
-import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from rnn_grader.autograde import cgroups, seccomp
-from rnn_grader.autograde.protocol import MAX_FRAME_BYTES, FrameReader, ProtocolError, encode
+from rnn_grader.autograde.protocol import MAX_FRAME_BYTES
 
 BWRAP = "/usr/bin/bwrap"
 WORKER_PATH = Path(__file__).with_name("worker.py")
+#: The distributions a student's environment has beside the standard library (the
+#: course's `make student`): importable in the sandbox with everything they require.
+STUDENT_PACKAGES = ("numpy", "matplotlib", "ipython")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -55,65 +62,72 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Resource limits of one sandboxed worker."""
+    """Resource limits of the sandboxed workers of one notebook (one phase of grading)."""
 
-    check_timeout: float = 10.0  # wall seconds for one check (all its cases) or the answer cells
-    notebook_timeout: float = 60.0  # wall seconds for everything one notebook runs
-    cpu_seconds: int = 60  # RLIMIT_CPU of every process in the sandbox
+    check_timeout: float = 10.0  # wall seconds for one check (all its cases of one phase)
+    cell_timeout: float = 10.0  # wall seconds for one code cell
+    notebook_timeout: float = 120.0  # wall seconds for everything one phase runs
+    cpu_seconds: int = 125  # RLIMIT_CPU of every process in the sandbox
     memory_bytes: int = 1 << 30  # RLIMIT_AS (address space) of every process
     sandbox_memory_bytes: int = 1 << 30  # cgroup cap on all its processes' memory together
     cpu_cores: float = 1.0  # cgroup CPU quota of the whole sandbox, in CPUs
     max_processes: int = 32  # RLIMIT_NPROC for the sandbox's own uid
     max_file_bytes: int = 4 << 20  # RLIMIT_FSIZE: largest file it may write
     tmp_bytes: int = 8 << 20  # size of the sandbox's /tmp
-    max_output_bytes: int = 256 << 10  # printed output (stdout + stderr) before it is killed
+    max_output_bytes: int = 256 << 10  # printed output (stdout + stderr) of one run
     max_frame_bytes: int = MAX_FRAME_BYTES  # largest protocol message
-    max_message_bytes: int = 64 << 20  # protocol bytes of one notebook, all runs together
+    max_message_bytes: int = 64 << 20  # protocol bytes of one phase, all runs together
     require_cgroup: bool = False  # refuse to grade where no memory cgroup can be made
 
 
-@dataclass
-class CheckResult:
-    """What the worker returned for one check: one entry per case, or a failure."""
-
-    name: str
-    outputs: list[Any] = field(default_factory=list)  # dict of outputs, or {"error": ...}
-    failure: str | None = None  # the check could not complete (timeout, crash, flood, ...)
-    ename: str = "RuntimeError"
-
-
-@dataclass
-class SandboxReport:
-    """Everything one notebook's sandbox runs produced."""
-
-    cells: dict[str, str] = field(default_factory=dict)  # answer cell id -> error ("" = ok)
-    checks: dict[str, CheckResult] = field(default_factory=dict)
-    output_head: str = ""  # first bytes the student's code printed
-    runs: int = 0  # sandbox processes started (> 1 after a timeout or crash)
-    seconds: float = 0.0
-    protocol_bytes: int = 0  # bytes the worker sent, all runs together
-    memory_peak: int | None = None  # most memory the sandbox's cgroup held (bytes)
-    oom_kills: int = 0  # processes the kernel killed for exceeding the cgroup's memory
-    missing: tuple[str, ...] = ()  # protections that could not be applied to this run
-
-
 def _runtime_paths() -> dict[str, Path]:
-    """Host paths of the interpreter, its shared library, its stdlib and NumPy."""
+    """Host paths of the interpreter, its shared library and its stdlib."""
     exe = Path(os.path.realpath(sys.executable))
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
     libdir = Path(sysconfig.get_config_var("LIBDIR") or exe.parent.parent / "lib")
     ldlib = sysconfig.get_config_var("LDLIBRARY") or ""
-    numpy_dir = Path(np.__file__).resolve().parent
-    paths = {"exe": exe, "stdlib": stdlib, "numpy": numpy_dir}
+    paths = {"exe": exe, "stdlib": stdlib}
     if ldlib.endswith(".so") or ".so." in ldlib:
         for cand in sorted(libdir.glob(ldlib + "*")):
             paths["libpython"] = cand.resolve()
             paths["libpython_name"] = Path(cand.resolve().name)
             break
-    libs = numpy_dir.parent / "numpy.libs"
-    if libs.is_dir():
-        paths["numpy_libs"] = libs
     return paths
+
+
+@functools.cache
+def student_site(packages: tuple[str, ...] = STUDENT_PACKAGES) -> tuple[Path, ...]:
+    """The installed top-level files of ``packages`` and of everything they require.
+
+    Each path (a package folder, a module, a ``.libs`` folder of shared libraries, a
+    ``.dist-info`` folder) is mounted read-only under the sandbox's site directory,
+    so a student's ``import matplotlib.pyplot`` works there as on their laptop.
+    """
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    todo = list(packages)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # an optional part of the student's environment that is not here
+        seen[name] = dist
+        for spec in dist.requires or []:
+            req = Requirement(spec)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    tops: set[Path] = set()
+    for dist in seen.values():
+        for file in dist.files or []:
+            first = file.parts[0]
+            if first in ("..", "__pycache__") or first.endswith(".pth"):
+                continue
+            path = Path(str(dist.locate_file(first))).resolve()
+            if path.exists():
+                tops.add(path)
+    return tuple(sorted(tops))
 
 
 def _version() -> str:
@@ -121,10 +135,14 @@ def _version() -> str:
 
 
 def bwrap_command(
-    drivers: Path, uid: int, limits: SandboxLimits | None = None, seccomp_fd: int | None = None
+    lib: Path,
+    uid: int,
+    limits: SandboxLimits | None = None,
+    seccomp_fd: int | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The bwrap command line that runs the worker, and the environment inside.
 
+    ``lib`` is the folder of the drivers module and its data (see :func:`prepare_lib`).
     ``seccomp_fd`` is a readable descriptor holding the compiled filter (bwrap
     ``--seccomp``); the caller must pass it on to bwrap.
     """
@@ -140,6 +158,8 @@ def bwrap_command(
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
         "RNNG_UID": str(uid) if root else "0",
         "RNNG_REQUIRE_UNPRIVILEGED": "1",
     }
@@ -169,35 +189,69 @@ def bwrap_command(
         cmd += ["--tmpfs", f"/opt/python/lib/{v}/dist-packages"]
     if "libpython" in p:
         cmd += ["--ro-bind", str(p["libpython"]), f"/opt/python/lib/{p['libpython_name']}"]
-    cmd += ["--ro-bind", str(p["numpy"]), "/opt/site/numpy"]
-    if "numpy_libs" in p:
-        cmd += ["--ro-bind", str(p["numpy_libs"]), "/opt/site/numpy.libs"]
+    for path in student_site():
+        cmd += ["--ro-bind", str(path), f"/opt/site/{path.name}"]
     cmd += ["--ro-bind", str(WORKER_PATH), "/opt/worker/worker.py"]
-    cmd += ["--ro-bind", str(drivers), "/opt/worker/drivers.py"]
+    cmd += ["--ro-bind", str(lib), "/opt/worker/lib"]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     cmd += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     cmd += ["--remount-ro", "/", "--chdir", "/tmp"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     cmd += [f"/opt/python/bin/{v}", "-S", "-E", "-s", "-B", "/opt/worker/worker.py"]
-    cmd += ["/opt/site", "/opt/worker/drivers.py"]
+    cmd += ["/opt/site", "/opt/worker/lib"]
     return cmd, env
 
 
-def unsafe_command(drivers: Path, site: Path) -> list[str]:
+def unsafe_command(lib: Path, site: Path) -> list[str]:
     """Run the worker without a sandbox (instructor opt-out): limits only."""
-    return [sys.executable, "-S", "-E", "-s", "-B", str(WORKER_PATH), str(site), str(drivers)]
+    return [sys.executable, "-S", "-E", "-s", "-B", str(WORKER_PATH), str(site), str(lib)]
 
 
 @functools.cache
 def _unsafe_site() -> Path:
-    """A site directory holding only NumPy (symlinks), for the unsafe mode."""
+    """A site directory holding only the student's libraries (symlinks), for the unsafe mode."""
     site = Path(tempfile.mkdtemp(prefix="rnng-site-"))
-    p = _runtime_paths()
-    (site / "numpy").symlink_to(p["numpy"])
-    if "numpy_libs" in p:
-        (site / "numpy.libs").symlink_to(p["numpy_libs"])
+    for path in student_site():
+        (site / path.name).symlink_to(path)
     return site
+
+
+_LIBS: dict[str, Path] = {}
+
+
+def prepare_lib(drivers_name: str, drivers_source: str, files: dict[str, bytes]) -> Path:
+    """A read-only folder holding the drivers module and its public data files.
+
+    The sandbox mounts it as ``/opt/worker/lib``, first on ``sys.path``: the notebook's
+    setup cell imports the drivers by their module name (``from selfcheck import
+    check``) as it does on the student's laptop. One folder per distinct content and
+    process.
+    """
+    digest = hashlib.sha256(drivers_name.encode() + drivers_source.encode())
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name])
+    key = digest.hexdigest()
+    if key in _LIBS and _LIBS[key].is_dir():
+        return _LIBS[key]
+    folder = Path(tempfile.mkdtemp(prefix="rnng-lib-"))
+    (folder / f"{drivers_name}.py").write_text(drivers_source, encoding="utf-8")
+    for name, data in files.items():
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"a sandbox file name must be a plain name, got {name!r}")
+        (folder / name).write_bytes(data)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    folder.chmod(0o755)  # the sandbox's uid reads it (mounted read-only)
+    if not _LIBS:
+        atexit.register(_remove_libs)
+    _LIBS[key] = folder
+    return folder
+
+
+def _remove_libs() -> None:
+    for folder in _LIBS.values():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @functools.cache
@@ -206,7 +260,8 @@ def probe_sandbox() -> str:
     if not Path(BWRAP).exists() and not shutil.which("bwrap"):
         return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     fd = None if seccomp.probe() else seccomp.program_fd()
-    cmd, _ = bwrap_command(WORKER_PATH, 0, None, fd)
+    lib = prepare_lib("probe", "", {})
+    cmd, _ = bwrap_command(lib, 0, None, fd)
     probe = "import sys; sys.path.insert(0, '/opt/site'); import numpy"
     cmd = [*cmd[: cmd.index("-S") + 4], "-c", probe]
     try:
@@ -320,297 +375,92 @@ def _signal_text(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-class _Run:
-    """One sandbox process: feed it the request, parse its frames, enforce limits."""
+class Worker:
+    """One sandboxed worker process and its control group."""
 
-    def __init__(
-        self,
-        cmd: list[str],
-        env: dict[str, str],
-        limits: SandboxLimits,
-        group: cgroups.SandboxCgroup | None = None,
-        pass_fds: tuple[int, ...] = (),
-    ) -> None:
+    def __init__(self, lib: Path, limits: SandboxLimits, unsafe: bool) -> None:
         self.limits = limits
-        self.group = group
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            env=env,
-            close_fds=True,
-            pass_fds=pass_fds,
-        )
+        root = os.getuid() == 0
+        seccomp_fd: int | None = None
+        if unsafe:
+            cmd = unsafe_command(lib, _unsafe_site())
+            env = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+            env.update(HOME=tempfile.gettempdir(), RNNG_UID="0", MPLBACKEND="Agg")
+        else:
+            uid = secrets.randbelow(1_000_000_000) + 1_000_000
+            if not seccomp.probe():
+                seccomp_fd = seccomp.program_fd()
+            cmd, _ = bwrap_command(lib, uid, limits, seccomp_fd)
+            env = {"PATH": "/usr/bin:/bin"}
+        # bwrap clears the environment, so the limits travel on the command line
+        limit_json = _limit_env(limits, root and not unsafe)
+        if unsafe:
+            env["RNNG_LIMITS"] = limit_json
+        else:
+            i = cmd.index("--clearenv") + 1
+            cmd[i:i] = ["--setenv", "RNNG_LIMITS", limit_json]
+        self.group: cgroups.SandboxCgroup | None = None
+        if not cgroups.probe()[0]:
+            # the sandbox's processes, together: memory, CPU quota, process count
+            glimits = cgroups.CgroupLimits(
+                limits.sandbox_memory_bytes, limits.cpu_cores, limits.max_processes + 8
+            )
+            with contextlib.suppress(cgroups.CgroupUnavailable):
+                self.group = cgroups.SandboxCgroup.create(glimits)
+        if self.group is not None:
+            cmd = ["/bin/sh", "-c", JOIN_CGROUP, "sh", *cmd]
+            env["RNNG_CGROUP_PROCS"] = " ".join(str(f) for f in self.group.procs_files)
+        elif limits.require_cgroup:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
+            raise SandboxUnavailable("no memory cgroup could be created for the sandbox")
+        pass_fds = () if seccomp_fd is None else (seccomp_fd,)
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                env=env,
+                close_fds=True,
+                pass_fds=pass_fds,
+            )
+        except BaseException:
+            if self.group is not None:
+                self.group.remove()
+            raise
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+
+    def oom_kills(self) -> int:
+        return self.group.oom_kills() if self.group is not None else 0
 
     def death(self) -> str:
-        """Why the worker died, from its exit status and its cgroup's OOM count."""
+        """Why the worker died, from its exit status."""
         code = self.proc.poll()
         if code == JOIN_FAILED and self.group is not None:
             return "could not be placed in its memory cgroup"
-        if self.group is not None and self.group.oom_kills():
-            mib = self.limits.sandbox_memory_bytes / 2**20
-            return (
-                f"ran out of memory: the sandbox's processes together reached its limit "
-                f"of {mib:g} MiB and the kernel killed them"
-            )
         return _signal_text(code)
 
-    def kill(self) -> None:
+    def stop(self) -> tuple[int | None, int]:
+        """Kill everything the worker started; return the cgroup's memory peak and OOM kills."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         if self.group is not None:  # everything in the cgroup, whatever its session
             self.group.kill_all()
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
+            with contextlib.suppress(OSError):
                 if pipe:
                     pipe.close()
-            except OSError:
-                pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def run_sandbox(
-    cells: list[dict[str, str]],
-    checks: list[dict[str, Any]],
-    drivers: Path,
-    *,
-    limits: SandboxLimits | None = None,
-    unsafe: bool = False,
-) -> SandboxReport:
-    """Run the answer ``cells`` then every check in sandboxed workers.
-
-    A check is ``{"name", "call", "cases"}``: the worker passes ``call`` and each case to
-    the driver's ``run``.
-
-    A check that times out, crashes the worker, floods output or sends a malformed
-    message fails alone: the worker is killed and a fresh one continues with the next
-    check, as long as the previous run got as far as starting a check and the
-    notebook's time budget lasts.
-    """
-    limits = limits or SandboxLimits()
-    ensure_sandbox(unsafe, limits.require_cgroup)
-    report = SandboxReport(missing=missing_protections(unsafe))
-    t0 = time.monotonic()
-    deadline = t0 + limits.notebook_timeout
-    pending = list(checks)
-    while pending:
-        progressed, failure, ename = _one_run(
-            cells, pending, drivers, limits, unsafe, deadline, report
-        )
-        report.runs += 1
-        done = [c["name"] for c in pending if c["name"] in report.checks]
-        pending = [c for c in pending if c["name"] not in report.checks]
-        if not pending:
-            break
-        if failure is None:  # the worker said "done" but skipped checks: a forgery
-            failure, ename = "the worker ended without running this check", "RuntimeError"
-        if not progressed or not done or time.monotonic() >= deadline:
-            for c in pending:
-                report.checks[c["name"]] = CheckResult(c["name"], failure=failure, ename=ename)
-            break
-    report.seconds = time.monotonic() - t0
-    return report
-
-
-def _one_run(
-    cells: list[dict[str, str]],
-    pending: list[dict[str, Any]],
-    drivers: Path,
-    limits: SandboxLimits,
-    unsafe: bool,
-    deadline: float,
-    report: SandboxReport,
-) -> tuple[bool, str | None, str]:
-    """One worker process over ``pending``; fills ``report``; returns (progressed, failure)."""
-    root = os.getuid() == 0
-    seccomp_fd: int | None = None
-    if unsafe:
-        cmd = unsafe_command(drivers, _unsafe_site())
-        env = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        env["HOME"] = tempfile.gettempdir()
-        env["RNNG_UID"] = "0"
-        launch_env = env
-    else:
-        uid = secrets.randbelow(1_000_000_000) + 1_000_000
-        if not seccomp.probe():
-            seccomp_fd = seccomp.program_fd()
-        cmd, _ = bwrap_command(drivers, uid, limits, seccomp_fd)
-        launch_env = {"PATH": "/usr/bin:/bin"}
-    cmd_env = dict(launch_env)
-    # bwrap clears the environment, so the limits travel on the command line
-    limit_json = _limit_env(limits, root and not unsafe)
-    if unsafe:
-        cmd_env["RNNG_LIMITS"] = limit_json
-    else:
-        i = cmd.index("--clearenv") + 1
-        cmd[i:i] = ["--setenv", "RNNG_LIMITS", limit_json]
-    request = encode({"cells": cells, "checks": pending})
-    group = None
-    if not cgroups.probe()[0]:
-        # the sandbox's processes, together: memory, CPU quota, process count
-        glimits = cgroups.CgroupLimits(
-            limits.sandbox_memory_bytes, limits.cpu_cores, limits.max_processes + 8
-        )
-        with contextlib.suppress(cgroups.CgroupUnavailable):
-            group = cgroups.SandboxCgroup.create(glimits)
-    if group is not None:
-        cmd = ["/bin/sh", "-c", JOIN_CGROUP, "sh", *cmd]
-        cmd_env["RNNG_CGROUP_PROCS"] = " ".join(str(f) for f in group.procs_files)
-    elif limits.require_cgroup:
-        raise SandboxUnavailable("no memory cgroup could be created for the sandbox")
-    pass_fds = () if seccomp_fd is None else (seccomp_fd,)
-    try:
-        run = _Run(cmd, cmd_env, limits, group, pass_fds)
-    except BaseException:
-        if group is not None:
-            group.remove()
-        raise
-    finally:
-        for fd in pass_fds:
-            os.close(fd)
-    sel = selectors.DefaultSelector()
-    try:
-        return _drive(run, sel, request, pending, limits, deadline, report)
-    finally:
-        sel.close()
-        run.kill()
-        if group is not None:
-            peak = group.peak_bytes()
-            if peak is not None:
-                report.memory_peak = max(report.memory_peak or 0, peak)
-            report.oom_kills += group.oom_kills()
-            group.remove()
-
-
-def _drive(run, sel, request, pending, limits, deadline, report):
-    proc = run.proc
-    try:
-        proc.stdin.write(request)
-        proc.stdin.close()
-    except (BrokenPipeError, OSError):
-        pass
-    for pipe in (proc.stdout, proc.stderr):
-        os.set_blocking(pipe.fileno(), False)
-        sel.register(pipe, selectors.EVENT_READ)
-    reader = FrameReader(limits.max_frame_bytes)
-    names = [c["name"] for c in pending]
-    ncases = {c["name"]: len(c["cases"]) for c in pending}
-    position = 0  # index in names of the next check to start
-    current: CheckResult | None = None
-    phase_end = min(deadline, time.monotonic() + limits.check_timeout)
-    printed = 0
-    progressed = False
-    open_pipes = 2
-
-    def fail(message: str, ename: str) -> tuple[bool, str, str]:
-        kills = run.group.oom_kills() if run.group is not None else 0
-        if kills and "ran out of memory" not in message:
-            mib = limits.sandbox_memory_bytes / 2**20
-            message += (
-                f"; the kernel killed {kills} of its processes for exceeding the sandbox's "
-                f"memory limit of {mib:g} MiB"
-            )
-        if current is not None:
-            current.failure, current.ename = message, ename
-            report.checks[current.name] = current
-        where = "while running this check" if current else "while running the answer cells"
-        return progressed, f"{message} ({where})", ename
-
-    while open_pipes:
-        now = time.monotonic()
-        if now >= phase_end:
-            if now >= deadline:
-                return fail(
-                    f"time limit of {limits.notebook_timeout:g} s for the whole notebook exceeded",
-                    "TimeoutError",
-                )
-            return fail(f"time limit of {limits.check_timeout:g} s exceeded", "TimeoutError")
-        for key, _ in sel.select(timeout=max(0.0, phase_end - now)):
-            try:
-                data = os.read(key.fileobj.fileno(), 65536)
-            except BlockingIOError:
-                continue
-            if not data:
-                sel.unregister(key.fileobj)
-                open_pipes -= 1
-                continue
-            if key.fileobj is proc.stderr:
-                if printed < 4096:
-                    report.output_head += data[: 4096 - printed].decode(errors="replace")
-                printed += len(data)
-                if printed > limits.max_output_bytes:
-                    return fail(
-                        f"printed more than {limits.max_output_bytes} bytes of output",
-                        "RuntimeError",
-                    )
-                continue
-            report.protocol_bytes += len(data)
-            if report.protocol_bytes > limits.max_message_bytes:
-                return fail(
-                    f"the notebook's checks sent more than {limits.max_message_bytes} bytes",
-                    "RuntimeError",
-                )
-            try:
-                for msg in reader.feed(data):
-                    kind = msg.get("kind") if isinstance(msg, dict) else None
-                    if kind == "ready":
-                        continue
-                    if kind == "cell" and current is None and position == 0:
-                        cid, err = msg.get("id"), msg.get("error", "")
-                        if not isinstance(cid, str) or not isinstance(err, str):
-                            raise ProtocolError("bad cell message")
-                        report.cells.setdefault(cid, err)
-                        continue
-                    if kind == "start" and current is None and position < len(names):
-                        if msg.get("check") != names[position]:
-                            raise ProtocolError("checks out of order")
-                        current = CheckResult(names[position])
-                        position += 1
-                        progressed = True
-                        phase_end = min(deadline, time.monotonic() + limits.check_timeout)
-                        continue
-                    if kind == "case" and current is not None:
-                        if msg.get("check") != current.name or msg.get("index") != len(
-                            current.outputs
-                        ):
-                            raise ProtocolError("case out of order")
-                        if len(current.outputs) >= ncases[current.name]:
-                            raise ProtocolError("too many cases")
-                        if "error" in msg:
-                            err = msg["error"]
-                            tb = msg.get("traceback", "")
-                            if not isinstance(err, str) or not isinstance(tb, str):
-                                raise ProtocolError("bad error message")
-                            current.outputs.append({"error": err, "traceback": tb})
-                        elif isinstance(msg.get("outputs"), dict):
-                            current.outputs.append(msg["outputs"])
-                        else:
-                            current.outputs.append({"error": "the check returned no outputs"})
-                        continue
-                    if kind == "end" and current is not None:
-                        if (
-                            msg.get("check") != current.name
-                            or len(current.outputs) != ncases[current.name]
-                        ):
-                            raise ProtocolError("check ended early")
-                        report.checks[current.name] = current
-                        current = None
-                        phase_end = min(deadline, time.monotonic() + limits.check_timeout)
-                        continue
-                    if kind == "done" and current is None and position == len(names):
-                        return progressed, None, ""
-                    raise ProtocolError(f"unexpected message {str(kind)[:40]!r}")
-            except ProtocolError as exc:
-                return fail(f"the grading worker sent a malformed message ({exc})", "RuntimeError")
-    try:
-        code = proc.wait(timeout=max(0.1, phase_end - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        return fail(f"time limit of {limits.check_timeout:g} s exceeded", "TimeoutError")
-    del code
-    return fail(f"the grading worker {run.death()}", "RuntimeError")
+        if self.group is None:
+            return None, 0
+        peak, kills = self.group.peak_bytes(), self.group.oom_kills()
+        self.group.remove()
+        return peak, kills

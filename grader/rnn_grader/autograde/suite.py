@@ -2,10 +2,16 @@
 
 A grading package (:mod:`rnn_grader.checks` for this course) is one module exposing
 ``cases(name, *, hidden, secret)``, ``expected(name, case)``, ``mistakes(name, case)``,
-``compare(name, outputs, expected, *, case_label, hidden, mistakes)``, ``call(name)``,
-``DRIVERS_PATH`` (a self-contained NumPy file whose ``run(call, namespace, case)`` calls the
-student's functions) and ``DEPENDENCIES``. Only the driver file enters the sandbox; cases
-and expected values are computed once per process.
+``compare(name, outputs, expected, *, case_label, hidden, mistakes, inputs)``,
+``call(name)``, ``DRIVERS_PATH`` (a self-contained NumPy file whose
+``run(call, namespace, case)`` calls the student's functions), ``DEPENDENCIES`` and,
+optionally, ``sandbox_files(assignment)`` (public data files the drivers read beside
+themselves). Only the driver file and those files enter the sandbox; cases and expected
+values are computed once per process.
+
+Every failure of the package (a case that cannot be built, a reference that raises, a
+comparison that crashes) is the grader's, never a student's: it raises
+:class:`~rnn_grader.autograde.errors.GraderError`, which stops grading.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rnn_grader.autograde.errors import GraderError
+from rnn_grader.autograde.sandbox import prepare_lib
 
 
 @dataclass(frozen=True)
@@ -34,13 +43,21 @@ class GradingSuite:
     def __init__(self, package: str, secret: bytes) -> None:
         self.package = package
         self.secret = secret
-        self.module = importlib.import_module(package)
-        self.drivers_path = Path(self.module.DRIVERS_PATH).resolve()
-        self.dependencies: dict[str, list[str]] = dict(getattr(self.module, "DEPENDENCIES", {}))
+        try:
+            self.module = importlib.import_module(package)
+            self.drivers_path = Path(self.module.DRIVERS_PATH).resolve()
+            self.dependencies: dict[str, list[str]] = dict(getattr(self.module, "DEPENDENCIES", {}))
+        except Exception as exc:
+            raise GraderError(
+                f"the grading package {package!r} cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def call(self, name: str) -> Any:
         """What the driver's ``run`` receives for check ``name``."""
-        return self.module.call(name)
+        try:
+            return self.module.call(name)
+        except Exception as exc:
+            raise GraderError(f"check {name}: its call cannot be built: {_text(exc)}") from exc
 
     @functools.cache  # noqa: B019 - one suite per package and secret, kept for the process
     def cases(self, name: str) -> tuple[Case, ...]:
@@ -48,31 +65,93 @@ class GradingSuite:
         mistakes = getattr(self.module, "mistakes", lambda name, case: {})
         out: list[Case] = []
         for hidden in (False, True):
-            inputs = self.module.cases(name, hidden=hidden, secret=self.secret)
+            what = "hidden cases" if hidden else "public cases"
+            try:
+                inputs = self.module.cases(name, hidden=hidden, secret=self.secret)
+            except Exception as exc:
+                raise GraderError(
+                    f"check {name}: its {what} cannot be built: {_text(exc)}"
+                ) from exc
             for i, case in enumerate(inputs, start=1):
                 label = f"{'hidden' if hidden else 'public'} case {i}"
-                out.append(
-                    Case(
-                        label,
-                        hidden,
-                        case,
-                        self.module.expected(name, case),
-                        mistakes(name, case),
-                    )
-                )
+                try:
+                    expected = self.module.expected(name, case)
+                except Exception as exc:
+                    raise GraderError(
+                        f"check {name}: the reference fails on {label}: {_text(exc)}"
+                    ) from exc
+                try:
+                    known = mistakes(name, case)
+                except Exception as exc:
+                    raise GraderError(
+                        f"check {name}: the known mistakes fail on {label}: {_text(exc)}"
+                    ) from exc
+                out.append(Case(label, hidden, case, expected, known))
         return tuple(out)
 
+    def inputs(self, name: str, *, hidden: bool) -> dict[str, Any]:
+        """``{"call", "cases"}`` of check ``name`` for one phase, as the worker receives it."""
+        cases = [c.inputs for c in self.cases(name) if c.hidden == hidden]
+        return {"call": self.call(name), "cases": cases}
+
     def compare(self, name: str, outputs: dict[str, Any], case: Case) -> None:
-        """Raise ``AssertionError`` with the package's message when ``outputs`` are wrong."""
-        self.module.compare(
-            name,
-            outputs,
-            case.expected,
-            case_label=case.label,
-            hidden=case.hidden,
-            mistakes=case.mistakes,
-            inputs=case.inputs,
-        )
+        """Raise ``AssertionError`` with the package's message when ``outputs`` are wrong.
+
+        Any other exception is the comparison's own failure: ``GraderError``.
+        """
+        try:
+            self.module.compare(
+                name,
+                outputs,
+                case.expected,
+                case_label=case.label,
+                hidden=case.hidden,
+                mistakes=case.mistakes,
+                inputs=case.inputs,
+            )
+        except AssertionError:
+            raise
+        except Exception as exc:
+            raise GraderError(
+                f"check {name}: the comparison crashed on {case.label}: {_text(exc)}"
+            ) from exc
+
+    @functools.cache  # noqa: B019 - one suite per package and secret, kept for the process
+    def lib(self, assignment: str) -> Path:
+        """The folder the sandbox mounts: the drivers module and its public data files."""
+        files_of = getattr(self.module, "sandbox_files", None)
+        try:
+            files = files_of(assignment) if files_of is not None else {}
+        except Exception as exc:
+            raise GraderError(
+                f"the sandbox files of {assignment} cannot be built: {_text(exc)}"
+            ) from exc
+        return prepare_lib(self.drivers_name, self.drivers_path.read_text(), files)
+
+    @property
+    def drivers_name(self) -> str:
+        """The drivers' module name in the sandbox (its file name without ``.py``)."""
+        return self.drivers_path.stem
+
+    def validate(self, names: list[str]) -> None:
+        """Build every case of ``names`` and compare each reference with itself.
+
+        Run before any student is graded, so that a broken check stops grading at once.
+        """
+        for name in names:
+            self.call(name)
+            for case in self.cases(name):
+                try:
+                    self.compare(name, case.expected, case)
+                except AssertionError as exc:
+                    raise GraderError(
+                        f"check {name}: the reference fails its own comparison on "
+                        f"{case.label}: {exc}"
+                    ) from exc
+
+
+def _text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 @functools.cache

@@ -1,21 +1,33 @@
-"""The program that runs INSIDE the sandbox: execute answer cells, run checks, send outputs.
+"""The program that runs INSIDE the sandbox: run a notebook's steps in order, send outputs.
 
 Self-contained on purpose (standard library and NumPy only, no imports from this package):
-the sandbox mounts this file, the grading drivers and NumPy, and nothing else. It never
-sees expected values and never compares anything; it only returns what the student's
-functions computed, as plain data, in the frame format of ``rnn_grader.autograde.protocol``.
+the sandbox mounts this file, the grading drivers and the student's libraries, and
+nothing else. It never sees expected values and never compares anything; it only returns
+what the student's functions computed, as plain data, in the frame format of
+``rnn_grader.autograde.protocol``.
 
-Usage: ``python -S -E -s worker.py SITE_DIR DRIVERS_PY``. Input (stdin, one frame):
-``{"cells": [{"id", "source", "kind"}], "checks": [{"name", "call", "cases"}]}``; the
-driver's ``run(call, namespace, case)`` calls the student's functions. Output (a
-private copy of fd 1), one frame per event:
-``ready``, ``cell`` (per answer cell), ``start`` / ``case`` / ``end`` (per check), ``done``.
-Everything the student prints goes to fd 2, which the grader reads and caps.
+Usage: ``python -S -E -s worker.py SITE_DIR LIB_DIR``. Input (stdin, one frame)::
+
+    {"mode": "public" | "hidden", "drivers": module name in LIB_DIR,
+     "steps": [{"id", "kind": "setup" | "answer" | "cell" | "check", "source" | "check"}],
+     "checks": {name: {"call", "cases"}}, "skip": [step ids]}
+
+The steps are the notebook's code cells in notebook order, a ``check`` step standing
+where the test cell stands; the driver's ``run(call, namespace, case)`` calls the
+student's functions. Output (a private copy of fd 1), one frame per event: ``ready``,
+``step`` (before each step that is not skipped), ``cell`` (after a code step), ``case``
+(one per case of a check) and ``end`` (after a check), then ``done``. Everything the
+student prints goes to fd 2, which the grader counts and caps.
+
+In ``hidden`` mode the process holds inputs the student must not learn, so it sends no
+text that student code could shape: a failing cell or case is reported by a category
+from a fixed list, and objects that are not plain data lose their type names.
 """
 
 import ast
 import builtins
 import contextlib
+import importlib
 import io
 import json
 import math
@@ -26,6 +38,13 @@ import traceback
 
 MAGIC = b"RNNG"
 MAX_DEPTH = 32
+#: The categories a failing case may report (the trusted side accepts no others).
+CATEGORIES = ("raised", "memory", "structure")
+#: Line and cell magics whose statement runs (once) as plain Python; every other magic,
+#: shell command and help request is a no-op, as it would be for the graded functions.
+RUN_MAGICS = frozenset({"time", "timeit", "prun", "capture"})
+#: ``%timeit`` options that take a value.
+VALUED_OPTIONS = frozenset({"-n", "-r", "-p"})
 
 
 def apply_limits() -> None:
@@ -57,15 +76,21 @@ def drop_privileges() -> None:
         raise SystemExit("worker: refusing to run student code as root")
 
 
-def encode(message, np):
-    """Encode ``message`` (plain data) into one frame; the trusted side uses this too."""
+def encode(message, np, *, type_names=True):
+    """Encode ``message`` (plain data) into one frame; the trusted side uses this too.
+
+    Without ``type_names`` an object that is not plain data is sent as an unnamed
+    ``__unsupported__`` marker (a class name can be chosen by student code).
+    """
     blobs = []
 
     def enc(value, depth):
         if depth > MAX_DEPTH:
             return {"__unsupported__": "nesting too deep"}
-        if value is None or isinstance(value, bool | str):
+        if value is None or isinstance(value, bool):
             return value
+        if isinstance(value, str):
+            return str.__str__(value)
         if isinstance(value, int | np.integer):
             return int(value)
         if isinstance(value, float | np.floating):
@@ -77,7 +102,7 @@ def encode(message, np):
             if value.dtype.hasobject:
                 return {"__unsupported__": "numpy object array"}
             buf = io.BytesIO()
-            np.save(buf, value, allow_pickle=False)
+            np.save(buf, np.asarray(value), allow_pickle=False)
             blobs.append(buf.getvalue())
             return {"__ndarray__": len(blobs) - 1}
         if isinstance(value, tuple):
@@ -85,8 +110,8 @@ def encode(message, np):
         if isinstance(value, list):
             return [enc(v, depth + 1) for v in value]
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-            return {"__dict__": {k: enc(v, depth + 1) for k, v in value.items()}}
-        return {"__unsupported__": type(value).__name__}
+            return {"__dict__": {str.__str__(k): enc(v, depth + 1) for k, v in value.items()}}
+        return {"__unsupported__": type(value).__name__[:100] if type_names else ""}
 
     header = json.dumps(enc(message, 0)).encode()
     parts = [struct.pack(">I", len(header)), header]
@@ -151,24 +176,80 @@ def short_traceback(exc, limit=4000):
         return safe_str(exc, limit)
 
 
+def category(exc):
+    """The fixed category of an exception raised by student code."""
+    return "memory" if isinstance(exc, MemoryError) else "raised"
+
+
+def _statement(line):
+    """The statement of a ``%timeit``-style line, without its options."""
+    words = line.split()
+    while words and words[0].startswith("-"):
+        option = words.pop(0)
+        if option in VALUED_OPTIONS and words:
+            words.pop(0)
+    return " ".join(words) if words != line.split() else line
+
+
+class Shell:
+    """What ``get_ipython()`` returns here: magics run their statement once, or nothing.
+
+    The trusted side turns IPython syntax into calls of these methods, exactly as
+    IPython's own input transformer does (``%time f(x)`` becomes
+    ``get_ipython().run_line_magic('time', 'f(x)')``).
+    """
+
+    def __init__(self, namespace):
+        self.user_ns = namespace
+
+    def run_line_magic(self, name, line, _stack_depth=1):
+        if name in RUN_MAGICS:
+            frame = sys._getframe(1)
+            code = compile(_statement(line), "<magic>", "exec")
+            exec(code, frame.f_globals, frame.f_locals)
+
+    def run_cell_magic(self, name, line, cell):
+        if name in RUN_MAGICS:
+            if name == "timeit" and _statement(line).strip():
+                exec(compile(_statement(line), "<magic>", "exec"), self.user_ns)
+            exec(compile(cell, "<magic>", "exec"), self.user_ns)
+
+    def system(self, cmd):
+        return None
+
+    def getoutput(self, cmd, split=True):
+        return []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def display(*objs, **kwargs):
+    """IPython's ``display`` outside a kernel: print each object's repr."""
+    for obj in objs:
+        print(repr(obj))
+
+
 def run_setup(source, namespace):
-    """Run only the top-level imports of a read-only setup cell, each on its own."""
+    """Run the instructor's read-only setup cell one top-level statement at a time.
+
+    A statement that needs something absent here (a course-only import) is skipped; the
+    rest still runs.
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return
     for node in tree.body:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            # a course-only import (e.g. the grader itself) is absent here: skip it
-            with contextlib.suppress(BaseException):
-                exec(compile(ast.Module([node], []), "<setup>", "exec"), namespace)
+        with contextlib.suppress(BaseException):
+            exec(compile(ast.Module([node], []), "<setup>", "exec"), namespace)
 
 
 def main() -> None:
-    site, drivers_path = sys.argv[1], sys.argv[2]
+    site, lib = sys.argv[1], sys.argv[2]
     apply_limits()
     drop_privileges()
-    sys.path.insert(0, site)
+    sys.path[:0] = [lib, site]
     # The protocol gets a private copy of fd 1; the student's fd 1 and fd 2 both go to fd 2.
     proto_fd = os.dup(1)
     os.dup2(2, 1)
@@ -176,59 +257,68 @@ def main() -> None:
 
     request = read_request(np)
     os.close(0)
+    hidden = request["mode"] == "hidden"
 
     def send(message):
         try:
-            data = encode(message, np)
+            data = encode(message, np, type_names=not hidden)
         except BaseException as exc:
             fallback = {k: v for k, v in message.items() if k in ("kind", "check", "index", "id")}
-            fallback["error"] = "outputs could not be sent as plain data: " + safe_str(exc)
+            if hidden:
+                fallback["category"] = "structure"
+            else:
+                fallback["error"] = "outputs could not be sent as plain data: " + safe_str(exc)
             data = encode(fallback, np)
         view = memoryview(data)
         while view:
             n = os.write(proto_fd, view)
             view = view[n:]
 
+    drivers = importlib.import_module(request["drivers"])
     send({"kind": "ready"})
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
-    for cell in request["cells"]:
-        if cell["kind"] == "setup":
-            run_setup(cell["source"], namespace)
+    namespace = {"__name__": "__main__", "__builtins__": builtins, "display": display}
+    shell = Shell(namespace)
+    namespace["get_ipython"] = lambda: shell
+    skip = set(request.get("skip", ()))
+    checks = request["checks"]
+    for step in request["steps"]:
+        sid, kind = step["id"], step["kind"]
+        if sid in skip or (kind == "check" and step["check"] not in checks):
+            continue
+        send({"kind": "step", "id": sid})
+        if kind == "check":
+            run_check(step["check"], checks[step["check"]], namespace, drivers, hidden, send)
+            continue
+        if kind == "setup":
+            run_setup(step["source"], namespace)
+            send({"kind": "cell", "id": sid, "error": ""})
             continue
         try:
-            exec(compile(cell["source"], f"<cell {cell['id']}>", "exec"), namespace)
-            send({"kind": "cell", "id": cell["id"], "ok": True, "error": ""})
+            exec(compile(step["source"], f"<cell {sid}>", "exec"), namespace)
+            error = ""
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included
-            send({"kind": "cell", "id": cell["id"], "ok": False, "error": short_traceback(exc)})
-
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("rnng_drivers", drivers_path)
-    drivers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(drivers)
-    for check in request["checks"]:
-        name = check["name"]
-        call = check.get("call", name)
-        send({"kind": "start", "check": name})
-        for index, case in enumerate(check["cases"]):
-            try:
-                outputs = drivers.run(call, namespace, case)
-                message = {"kind": "case", "check": name, "index": index, "outputs": outputs}
-            except BaseException as exc:
-                message = {
-                    "kind": "case",
-                    "check": name,
-                    "index": index,
-                    "error": safe_str(exc),
-                    "traceback": short_traceback(exc),
-                }
-            send(message)
-        send({"kind": "end", "check": name})
+            error = category(exc) if hidden else short_traceback(exc)
+        send({"kind": "cell", "id": sid, "error": error})
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
     send({"kind": "done"})
     os._exit(0)
+
+
+def run_check(name, spec, namespace, drivers, hidden, send):
+    """Every case of check ``name``: the outputs, or what went wrong."""
+    for index, case in enumerate(spec["cases"]):
+        message = {"kind": "case", "check": name, "index": index}
+        try:
+            message["outputs"] = drivers.run(spec["call"], namespace, case)
+        except BaseException as exc:
+            message["category"] = category(exc)
+            if not hidden:
+                message["error"] = safe_str(exc)
+                message["traceback"] = short_traceback(exc)
+        send(message)
+    send({"kind": "end", "check": name})
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ This module is ``TrustedExecute.grading_package``.
 A grading package exposes ``cases(name, *, hidden, secret)``, ``expected(name, case)``,
 ``mistakes(name, case)``, ``compare(name, outputs, expected, *, case_label, hidden,
 mistakes)``, ``call(name)`` (what the sandboxed driver's ``run`` receives), ``DRIVERS_PATH``
-(a self-contained NumPy file with ``run(call, namespace, case)``) and ``DEPENDENCIES``.
+(a self-contained NumPy file with ``run(call, namespace, case)``), ``DEPENDENCIES`` and
+``sandbox_files(assignment)`` (the public data the self-check reads beside itself).
 Everything here comes from one registry, :mod:`rnn_grader.checks.registry`.
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "compare",
     "expected",
     "mistakes",
+    "sandbox_files",
 ]
 
 
@@ -78,3 +80,14 @@ def compare(
         show_values=not hidden,
         sizes=selfcheck.sizes_of(inputs) if inputs is not None and not hidden else None,
     )
+
+
+def sandbox_files(assignment: str) -> dict[str, bytes]:
+    """Files beside the drivers in the sandbox: ``public_checks.json``, as students have it.
+
+    With it, a student's own ``check(...)`` call in a cell runs in the sandbox as it does
+    on their laptop.
+    """
+    from rnn_grader import release
+
+    return {selfcheck.DATA_FILE: release.dumps(release.public_data(assignment)).encode()}
