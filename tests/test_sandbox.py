@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import importlib.util
 import sys
 import time
@@ -11,14 +12,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnn_grader.autograde import protocol, sandbox
-from rnn_grader.autograde.sandbox import SandboxLimits, run_sandbox
+from rnn_grader.autograde import protocol, sandbox, session
+from rnn_grader.autograde.phase import PhaseReport, run_phase
+from rnn_grader.autograde.sandbox import SandboxLimits, prepare_lib
+from rnn_grader.autograde.session import CheckResult, Step
 
 FIXTURES = Path(__file__).parent / "fixtures" / "attacks"
 DRIVERS = FIXTURES / "toygrading" / "drivers.py"
 ROOT = Path(__file__).resolve().parents[1]
-LIMITS = SandboxLimits(check_timeout=3.0, notebook_timeout=20.0)
+LIMITS = SandboxLimits(check_timeout=3.0, cell_timeout=3.0, notebook_timeout=20.0)
 CASE = {"z": np.array([[1.0, 2.0, 3.0]])}
+SETUP = Step("setup", "setup", "import numpy as np")
+
+
+def _phase(
+    steps: list[Step], checks: dict, *, mode="public", limits=LIMITS, **kw
+) -> PhaseReport:
+    """Run ``steps`` with the toy drivers; ``checks`` maps a check to its cases."""
+    lib = prepare_lib("drivers", DRIVERS.read_text(), {})
+    spec = {name: {"call": name, "cases": cases} for name, cases in checks.items()}
+    return run_phase(steps, spec, mode=mode, lib=lib, drivers="drivers", limits=limits, **kw)
 
 
 def _worker_module():
@@ -28,20 +41,19 @@ def _worker_module():
     return mod
 
 
-def _softmax_run(body: str, **kw) -> sandbox.CheckResult:
+def _softmax_steps(body: str) -> list[Step]:
+    answer = Step("softmax", "answer", f"def softmax(z):\n{body}\n")
+    return [SETUP, answer, Step("test_softmax", "check", check="softmax")]
+
+
+def _softmax_run(body: str, **kw) -> CheckResult:
     """Run a ``softmax`` whose body is ``body`` (indented already) through one check."""
-    cells = [
-        {"id": "setup0", "kind": "setup", "source": "import numpy as np"},
-        {"id": "softmax", "kind": "answer", "source": f"def softmax(z):\n{body}\n"},
-    ]
-    report = run_sandbox(
-        cells,
-        [{"name": "softmax", "call": "softmax", "cases": [CASE]}],
-        DRIVERS,
-        limits=LIMITS,
-        **kw,
-    )
-    return report.checks["softmax"]
+    return _phase(_softmax_steps(body), {"softmax": [CASE]}, **kw).checks["softmax"]
+
+
+def _p(result: CheckResult):
+    """The ``p`` output of the first case."""
+    return result.cases[0].outputs["p"]
 
 
 def test_protocol_round_trip_keeps_arrays_tuples_and_odd_values():
@@ -77,6 +89,7 @@ def test_worker_program_is_self_contained_and_speaks_the_same_frames():
     assert imported <= allowed, imported - allowed
     assert worker.MAGIC == protocol.MAGIC
     assert worker.MAX_DEPTH == protocol.MAX_DEPTH
+    assert set(worker.CATEGORIES) == session.CATEGORIES
 
 
 @pytest.mark.parametrize(
@@ -109,7 +122,7 @@ def test_correct_function_returns_outputs():
     result = _softmax_run("    e = np.exp(z - z.max())\n    return e / e.sum()")
     assert result.failure is None
     expected = np.exp(CASE["z"] - 3) / np.exp(CASE["z"] - 3).sum()
-    np.testing.assert_allclose(result.outputs[0]["p"], expected)
+    np.testing.assert_allclose(_p(result), expected)
 
 
 @pytest.mark.parametrize(
@@ -131,9 +144,9 @@ def test_isolation_probes_fail_inside(probe):
         "    e = np.exp(z - z.max())\n    return e / e.sum()"
     )
     if "getuid" in probe:  # here success is expected: the worker is not root
-        assert _softmax_run(body).outputs[0]["p"] is not None
+        assert _p(_softmax_run(body)) is not None
     else:
-        assert _softmax_run(body).outputs[0]["p"] is None
+        assert _p(_softmax_run(body)) is None
 
 
 def test_fork_bomb_is_stopped_by_the_process_limit():
@@ -145,7 +158,7 @@ def test_fork_bomb_is_stopped_by_the_process_limit():
     t0 = time.monotonic()
     result = _softmax_run(body)
     assert time.monotonic() - t0 < 10
-    assert isinstance(result.outputs[0]["p"], int) and result.outputs[0]["p"] < 64
+    assert isinstance(_p(result), int) and _p(result) < 64
 
 
 def test_timeout_kills_a_loop_that_ignores_interrupts():
@@ -156,7 +169,7 @@ def test_timeout_kills_a_loop_that_ignores_interrupts():
     )
     t0 = time.monotonic()
     result = _softmax_run(body)
-    assert result.ename == "TimeoutError" and "time limit" in result.failure
+    assert result.failure.kind == "timeout" and "time limit" in result.failure.detail
     assert time.monotonic() - t0 < LIMITS.check_timeout + 5
 
 
@@ -168,7 +181,7 @@ def test_missing_bubblewrap_refuses_unless_unsafe(monkeypatch):
         with pytest.raises(sandbox.SandboxUnavailable, match="unsafe-no-sandbox"):
             _softmax_run("    return z")
         result = _softmax_run("    return z * 0 + 1", unsafe=True)
-        np.testing.assert_array_equal(result.outputs[0]["p"], np.ones((1, 3)))
+        np.testing.assert_array_equal(_p(result), np.ones((1, 3)))
     finally:
         sandbox.probe_sandbox.cache_clear()
 
@@ -239,7 +252,7 @@ def test_system_calls_that_escape_the_limits_are_denied(call):
         f"    try:\n        {call}\n    except OSError as exc:\n        return exc.errno\n"
         "    return 0"
     )
-    assert _softmax_run(body).outputs[0]["p"] == 1  # EPERM
+    assert _p(_softmax_run(body)) == 1  # EPERM
 
 
 def test_memory_of_all_processes_together_is_capped():
@@ -254,13 +267,11 @@ def test_memory_of_all_processes_together_is_capped():
         "            os._exit(0)\n        kids.append(pid)\n"
         "    return [os.waitpid(k, 0)[1] & 0x7F for k in kids]"
     )
-    cells = [{"id": "softmax", "kind": "answer", "source": f"def softmax(z):\n{body}\n"}]
-    check = {"name": "softmax", "call": "softmax", "cases": [CASE]}
-    report = run_sandbox(cells, [check], DRIVERS, limits=limits)
+    report = _phase(_softmax_steps(body), {"softmax": [CASE]}, limits=limits)
     if report.memory_peak is None:  # no cgroup here: grading must say so
         assert any("memory cgroup" in m for m in report.missing)
         return
-    assert report.checks["softmax"].outputs[0]["p"] == [9, 9, 9, 9]  # all SIGKILLed
+    assert _p(report.checks["softmax"]) == [9, 9, 9, 9]  # all SIGKILLed
     assert report.oom_kills == 4
     assert report.memory_peak <= limits.sandbox_memory_bytes
 
@@ -277,12 +288,10 @@ def test_spinning_processes_get_at_most_the_sandbox_cpu_quota():
         "        ticks += int(f[11]) + int(f[12])\n"
         "    return (ticks / os.sysconf('SC_CLK_TCK'), time.monotonic() - t0)"
     )
-    cells = [{"id": "softmax", "kind": "answer", "source": f"def softmax(z):\n{body}\n"}]
-    check = {"name": "softmax", "call": "softmax", "cases": [CASE]}
-    report = run_sandbox(cells, [check], DRIVERS, limits=limits)
+    report = _phase(_softmax_steps(body), {"softmax": [CASE]}, limits=limits)
     if any("CPU quota" in m for m in report.missing):
         return  # said so: nothing to measure
-    cpu, wall = report.checks["softmax"].outputs[0]["p"]
+    cpu, wall = _p(report.checks["softmax"])
     assert cpu <= limits.cpu_cores * wall * 1.25 + 0.1, (cpu, wall)
 
 
@@ -293,19 +302,23 @@ import json, sys
 sys.path.insert(0, {fixtures!r})
 import numpy as np
 from pathlib import Path
-from rnn_grader.autograde import sandbox
+from rnn_grader.autograde.phase import run_phase
+from rnn_grader.autograde.sandbox import prepare_lib
+from rnn_grader.autograde.session import Step
 body = (
     "    import ctypes\\n    libc = ctypes.CDLL(None, use_errno=True)\\n"
     "    escaped = libc.unshare(0x10000000) == 0\\n"
     "    e = np.exp(z - z.max())\\n    return (e / e.sum(), escaped)"
 )
-cells = [
-    {{"id": "setup0", "kind": "setup", "source": "import numpy as np"}},
-    {{"id": "softmax", "kind": "answer", "source": "def softmax(z):\\n" + body + "\\n"}},
+steps = [
+    Step("setup", "setup", "import numpy as np"),
+    Step("softmax", "answer", "def softmax(z):\\n" + body + "\\n"),
+    Step("test_softmax", "check", check="softmax"),
 ]
-check = {{"name": "softmax", "call": "softmax", "cases": [{{"z": np.array([[1.0, 2.0, 3.0]])}}]}}
-report = sandbox.run_sandbox(cells, [check], Path({drivers!r}))
-p, escaped = report.checks["softmax"].outputs[0]["p"]
+checks = {{"softmax": {{"call": "softmax", "cases": [{{"z": np.array([[1.0, 2.0, 3.0]])}}]}}}}
+lib = prepare_lib("drivers", Path({drivers!r}).read_text(), {{}})
+report = run_phase(steps, checks, mode="public", lib=lib, drivers="drivers")
+p, escaped = report.checks["softmax"].cases[0].outputs["p"]
 print(json.dumps({{"p": p.tolist(), "escaped": escaped, "missing": report.missing,
                   "peak": report.memory_peak}}))
 """
@@ -509,18 +522,136 @@ def test_a_forged_frame_is_charged_to_its_own_check_only():
         "            pass\n"
         "    return x @ W + b\n"
     )
-    cells = [
-        {"id": "setup0", "kind": "setup", "source": "import numpy as np"},
-        {"id": "affine", "kind": "answer", "source": forge},
-        {"id": "softmax", "kind": "answer", "source": "def softmax(z):\n    return z * 2\n"},
+    steps = [
+        SETUP,
+        Step("affine", "answer", forge),
+        Step("softmax", "answer", "def softmax(z):\n    return z * 2\n"),
+        Step("test_affine", "check", check="affine"),
+        Step("test_softmax", "check", check="softmax"),
     ]
     case = {"x": np.ones((1, 2)), "W": np.ones((2, 3)), "b": np.zeros(3)}
-    checks = [
-        {"name": "affine", "call": "affine", "cases": [case]},
-        {"name": "softmax", "call": "softmax", "cases": [CASE]},
-    ]
-    report = run_sandbox(cells, checks, DRIVERS, limits=LIMITS)
-    assert "exceeds the limit" in report.checks["affine"].failure
+    report = _phase(steps, {"affine": [case], "softmax": [CASE]})
+    failure = report.checks["affine"].failure
+    assert failure.kind == "protocol" and "exceeds the limit" in failure.detail
     assert report.checks["softmax"].failure is None  # a fresh worker ran the next check
-    np.testing.assert_array_equal(report.checks["softmax"].outputs[0]["p"], CASE["z"] * 2)
+    np.testing.assert_array_equal(_p(report.checks["softmax"]), CASE["z"] * 2)
     assert report.runs == 2
+
+
+# --- the notebook the student ran: cells in order, restarts past a failing cell ---------------
+
+
+def test_cells_run_in_notebook_order_and_the_last_definition_wins():
+    steps = [
+        SETUP,
+        Step("softmax", "answer", "def softmax(z):\n    return z\n"),
+        Step("cell_3", "cell", "SCALE = 2.0\ndef helper(z):\n    return z * SCALE\n"),
+        Step("cell_4", "cell", "def softmax(z):\n    return helper(z)\n"),
+        Step("test_softmax", "check", check="softmax"),
+        Step("cell_6", "cell", "def softmax(z):\n    return z * 0\n"),  # after the test
+    ]
+    report = _phase(steps, {"softmax": [CASE]})
+    np.testing.assert_array_equal(_p(report.checks["softmax"]), CASE["z"] * 2)
+    assert report.cells == {"setup": "", "softmax": "", "cell_3": "", "cell_4": "", "cell_6": ""}
+
+
+def test_a_helper_defined_after_the_test_cell_is_missing_there():
+    steps = [
+        SETUP,
+        Step("softmax", "answer", "def softmax(z):\n    return helper(z)\n"),
+        Step("test_softmax", "check", check="softmax"),
+        Step("cell_4", "cell", "def helper(z):\n    return z\n"),
+    ]
+    case = _phase(steps, {"softmax": [CASE]}).checks["softmax"].cases[0]
+    assert case.outputs is None and case.error.startswith("NameError")
+
+
+@pytest.mark.parametrize(
+    ("cell", "kind"),
+    [
+        ("while True:\n    pass\n", "timeout"),
+        ("import os\nos._exit(3)\n", "crash"),
+        ("import os\nos.write(1, b'x' * (1 << 20))\n", "output"),
+    ],
+)
+def test_a_cell_that_stops_the_worker_is_left_out_and_the_rest_runs(cell, kind):
+    steps = [
+        SETUP,
+        Step("softmax", "answer", "def softmax(z):\n    return z * 3\n"),
+        Step("cell_3", "cell", cell),
+        Step("test_softmax", "check", check="softmax"),
+    ]
+    report = _phase(steps, {"softmax": [CASE]})
+    assert report.skipped["cell_3"].kind == kind
+    assert report.runs == 2
+    np.testing.assert_array_equal(_p(report.checks["softmax"]), CASE["z"] * 3)
+
+
+def test_magics_run_their_statement_and_shell_lines_are_ignored():
+    from rnn_grader.autograde.plan import as_python
+
+    source = (
+        "%time SCALE = 2.0\n!rm -rf /tmp/anything\nfiles = !ls\n%matplotlib inline\n"
+        "def softmax(z):\n    return z * SCALE + len(files)\n"
+    )
+    steps = [SETUP, Step("softmax", "answer", as_python(source)), _CHECK]
+    report = _phase(steps, {"softmax": [CASE]})
+    assert report.cells["softmax"] == ""
+    np.testing.assert_array_equal(_p(report.checks["softmax"]), CASE["z"] * 2)
+
+
+_CHECK = Step("test_softmax", "check", check="softmax")
+
+
+def test_the_students_libraries_and_the_drivers_module_are_importable():
+    cells = [
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.savefig('/tmp/p.png')\n",
+        "from IPython.display import display\ndisplay('x')\n",
+        "import drivers\nassert callable(drivers.run)\n",
+    ]
+    steps = [SETUP] + [Step(f"cell_{i}", "cell", c) for i, c in enumerate(cells)]
+    report = _phase(steps, {})
+    assert all(report.cells[f"cell_{i}"] == "" for i in range(len(cells))), report.cells
+
+
+# --- the hidden phase sends no text ------------------------------------------------------------
+
+
+def test_a_hidden_phase_reports_a_category_and_no_text():
+    raising = Step("softmax", "answer", "def softmax(z):\n    raise ValueError(repr(z))\n")
+    report = _phase([SETUP, raising, _CHECK], {"softmax": [CASE]}, mode="hidden")
+    case = report.checks["softmax"].cases[0]
+    assert (case.category, case.error, case.traceback) == ("raised", "", "")
+
+
+def test_a_hidden_phase_does_not_name_returned_objects_types():
+    body = (
+        "def softmax(z):\n"
+        "    return {'p': type('Leak' + str(float(z.sum())).replace('.', '_'), (), {})()}\n"
+    )
+    for mode in ("public", "hidden"):
+        answer = Step("softmax", "answer", body)
+        report = _phase([SETUP, answer, _CHECK], {"softmax": [CASE]}, mode=mode)
+        p = report.checks["softmax"].cases[0].outputs["p"]["p"]
+        assert isinstance(p, protocol.Unsupported)
+        assert ("Leak" in p.type_name) == (mode == "public")
+
+
+def test_a_cell_error_in_a_hidden_phase_is_a_category():
+    steps = [SETUP, Step("cell_2", "cell", "raise RuntimeError('secret')\n")]
+    assert _phase(steps, {}, mode="hidden").cells["cell_2"] == "raised"
+
+
+def test_decoded_messages_are_bounded_in_values():
+    header = json.dumps([[]] * (protocol.MAX_NODES + 1)).encode()
+    payload = len(header).to_bytes(4, "big") + header
+    with pytest.raises(protocol.ProtocolError, match="values"):
+        protocol.decode_payload(payload)
+
+
+def test_a_worker_that_cannot_start_is_the_graders_error():
+    from rnn_grader.autograde.errors import GraderError
+
+    lib = prepare_lib("brokendrivers", "raise ImportError('drivers cannot load')\n", {})
+    with pytest.raises(GraderError, match="could not start"):
+        run_phase([SETUP], {}, mode="public", lib=lib, drivers="brokendrivers", limits=LIMITS)
