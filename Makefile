@@ -63,7 +63,6 @@ gpu-check: venv
 	fi
 
 release: venv
-	for a in $(ASSIGNMENTS); do nbgrader generate_assignment "$$a" --force || exit 1; done
 	$(PY) -m rnn_grader.release $(ASSIGNMENTS)
 
 # A student's environment: NumPy, Matplotlib, JupyterLab and nbgrader at the lock's versions.

@@ -26,8 +26,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +51,8 @@ STUDENT_CONFIG = """\
 `nbgrader validate <notebook>.ipynb`, run in this folder, reads this file.
 \"\"\"
 
+import nbgrader.apps.validateapp as _validateapp
+
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
 # Print the result only: no "Validating ..." line.
@@ -63,6 +67,30 @@ except ImportError:
 else:
     if zmq.has("curve"):
         c.KernelManager.transport_encryption = "auto"
+
+
+class _Validator(_validateapp.Validator):
+    \"\"\"Validate as the course grades: a copied cell runs as an ordinary cell.
+
+    A copy of a graded cell keeps its grade id, which nbgrader refuses as corrupted
+    metadata. The course's grader keeps the first cell with each grade id and runs every
+    other copy as a cell of yours, in notebook order (so the last definition of a
+    function wins, as in your kernel); validating does the same.
+    \"\"\"
+
+    def _preprocess(self, nb):
+        seen = set()
+        for cell in nb.cells:
+            meta = cell.get("metadata", {})
+            grade_id = meta.get("nbgrader", {}).get("grade_id")
+            if grade_id in seen:
+                del meta["nbgrader"]
+            elif grade_id:
+                seen.add(grade_id)
+        return super()._preprocess(nb)
+
+
+_validateapp.Validator = _Validator
 """
 
 #: A link to a page of the book in the source notebooks: ``](book:<page>[#<anchor>])``.
@@ -153,23 +181,68 @@ def dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=True) + "\n"
 
 
+#: Computed values that differ by less than this (relative) are the same result: BLAS
+#: sums in an order that depends on the processor, so the last bits vary between machines.
+SAME_RTOL, SAME_ATOL = 1e-12, 1e-14
+
+
+def same_data(old: Any, new: Any) -> bool:
+    """Whether two public-check data (plain JSON) differ only in the last bits of floats."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return old.keys() == new.keys() and all(same_data(old[k], new[k]) for k in old)
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(same_data(a, b) for a, b in zip(old, new, strict=True))
+    if isinstance(old, float) and isinstance(new, float):
+        return math.isclose(old, new, rel_tol=SAME_RTOL, abs_tol=SAME_ATOL) or (
+            math.isnan(old) and math.isnan(new)
+        )
+    return type(old) is type(new) and old == new
+
+
+def write_data(path: Path, data: dict[str, Any], previous: str | None = None) -> bool:
+    """Write ``data`` to ``path``, or the ``previous`` text when it holds the same data.
+
+    Released again on another machine, the data keeps its former text, so a course's
+    private copy stays unchanged after ``make release``. Returns whether the data changed.
+    """
+    text = dumps(data)
+    if previous is None and path.is_file():
+        previous = path.read_text(encoding="utf-8")
+    if previous is not None:
+        try:
+            same = same_data(json.loads(previous), json.loads(text))
+        except ValueError:
+            same = False
+        if same:
+            if not path.is_file() or path.read_text(encoding="utf-8") != previous:
+                path.write_text(previous, encoding="utf-8")
+            return False
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
 def write(
-    assignment: str, release_dir: Path, config: Path | None = Path("_config.yml")
+    assignment: str,
+    release_dir: Path,
+    config: Path | None = Path("_config.yml"),
+    previous: str | None = None,
 ) -> list[Path]:
     """Write the student files into ``release_dir/<assignment>`` and link its notebook.
 
-    Writes ``selfcheck.py``, ``public_checks.json`` and ``nbgrader_config.py``; with
-    ``config`` (the book's ``_config.yml``), resolves the notebook's book links too.
+    Writes ``selfcheck.py``, ``public_checks.json`` (kept as ``previous``, the text it had
+    before, when the data is the same: see :func:`write_data`) and ``nbgrader_config.py``;
+    with ``config`` (the book's ``_config.yml``), resolves the notebook's book links too.
     """
     folder = Path(release_dir) / assignment
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / selfcheck.DATA_FILE
-    data_path.write_text(dumps(public_data(assignment)), encoding="utf-8")
+    changed = write_data(data_path, public_data(assignment), previous)
+    written = [data_path] if changed else []
     code_path = folder / "selfcheck.py"
     shutil.copyfile(selfcheck.__file__, code_path)
     config_path = folder / "nbgrader_config.py"
     config_path.write_text(STUDENT_CONFIG, encoding="utf-8")
-    written = [code_path, data_path, config_path]
+    written += [code_path, config_path]
     notebook = folder / f"{assignment}.ipynb"
     if config is not None and notebook.is_file():
         book_dir = Path(config).parent / "book"
@@ -190,12 +263,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="the book's configuration; its html: baseurl: is the address of the book",
     )
+    parser.add_argument(
+        "--no-generate",
+        action="store_true",
+        help="do not run `nbgrader generate_assignment` first (the notebooks are released)",
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # one reduction order, so the data does not change with the machine
-    for assignment in args.assignments or list(registry.ASSIGNMENTS):
-        for path in write(assignment, args.release_dir, args.config):
-            print(f"wrote {path}")
+    release(
+        args.assignments or list(registry.ASSIGNMENTS),
+        args.release_dir,
+        args.config,
+        generate=not args.no_generate,
+    )
     return 0
+
+
+def release(
+    assignments: Sequence[str],
+    release_dir: Path = Path("assignments"),
+    config: Path | None = Path("_config.yml"),
+    *,
+    generate: bool = True,
+) -> None:
+    """Release ``assignments``: the student notebooks, then their self-check files.
+
+    With ``generate``, runs ``nbgrader generate_assignment --force`` first (it replaces
+    the released folder); the public data's former text is read before, and kept when
+    the data is the same.
+
+    Raises:
+        RuntimeError: ``nbgrader generate_assignment`` failed (its output is included).
+    """
+    torch.set_num_threads(1)  # one reduction order, so the data does not change with the machine
+    previous = {}
+    for assignment in assignments:
+        path = Path(release_dir) / assignment / selfcheck.DATA_FILE
+        previous[assignment] = path.read_text(encoding="utf-8") if path.is_file() else None
+    if generate:
+        for assignment in assignments:
+            done = subprocess.run(
+                ["nbgrader", "generate_assignment", assignment, "--force"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"nbgrader generate_assignment {assignment} failed:\n"
+                    f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
+                )
+    for assignment in assignments:
+        for path in write(assignment, release_dir, config, previous[assignment]):
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -12,15 +12,23 @@ into the :class:`~rnn_grader.autograde.session.Step` list the sandboxed worker e
 * a check where each test cell stands (a test cell the student deleted is checked after
   every other step).
 
-Code cells that are exactly as released (the provided gradient checks and experiments)
-are left out: they define nothing a graded function may rely on, and running the
-instructor's experiments for every student would only cost time. IPython syntax (magics,
-``!`` commands, ``?`` help) is turned into Python by IPython's own input transformer, as
-Jupyter does; the worker then runs ``%time``-like magics' statements and ignores the rest.
+A code cell that is exactly as released (a provided gradient check or experiment) is
+left out when nothing the student wrote can see what it does: it binds no name that the
+student's code reads (and no name that another cell kept for that reason reads), and it
+neither reaches names dynamically (``exec``, ``globals()``, ``setattr``, star imports)
+nor assigns into an object the student's code uses. Otherwise it runs where it stands,
+as in the kernel: a student whose helper is called ``xp`` sees it replaced by the
+experiment's ``xp = x.copy()`` in both. Running every provided experiment for every
+student would only cost time.
+
+IPython syntax (magics, ``!`` commands, ``?`` help) is turned into Python by IPython's
+own input transformer, as Jupyter does; the worker then runs ``%time``-like magics'
+statements and ignores the rest.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +95,92 @@ def as_python(source: str) -> str:
         return source
 
 
+#: Calls through which a cell can bind or change names that no assignment shows.
+DYNAMIC = frozenset({"exec", "eval", "globals", "vars", "locals", "setattr", "delattr"})
+
+
+def reads(source: str) -> frozenset[str]:
+    """Every name ``source`` reads, anywhere (function bodies included)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset()
+    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+
+
+def binds(source: str) -> frozenset[str] | None:
+    """Every name ``source`` may bind or change; None when that cannot be told.
+
+    Over-approximates: names assigned inside functions count, and so does the base name
+    of an attribute or item assignment (``np.x = 1`` changes ``np``).
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            names.add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            names.update(node.names)
+        elif isinstance(node, ast.Attribute | ast.Subscript) and isinstance(
+            node.ctx, ast.Store | ast.Del
+        ):
+            base = node.value
+            while isinstance(base, ast.Attribute | ast.Subscript):
+                base = base.value
+            if not isinstance(base, ast.Name):
+                return None
+            names.add(base.id)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in DYNAMIC
+        ):
+            return None
+    return frozenset(names)
+
+
+def _needed(provided: list[Step], student: list[Step]) -> set[str]:
+    """Ids of the provided cells that what the student wrote can see (a fixed point)."""
+    seen = set().union(*(reads(s.source) for s in student)) if student else set()
+    bound = {s.id: binds(s.source) for s in provided}
+    needed: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for step in provided:
+            names = bound[step.id]
+            if step.id not in needed and (names is None or names & seen):
+                needed.add(step.id)
+                seen |= reads(step.source)
+                changed = True
+    return needed
+
+
 def build_plan(nb: NotebookNode, layout: Layout) -> list[Step]:
     """The steps that grade ``nb``, in notebook order (see the module's description)."""
+    steps = _all_steps(nb, layout)
+    provided = [s for s in steps if s.kind == "provided"]
+    student = [s for s in steps if s.kind in ("answer", "cell")]
+    needed = _needed(provided, student)
+    return [
+        Step(s.id, "cell", s.source, number=s.number) if s.kind == "provided" else s
+        for s in steps
+        if s.kind != "provided" or s.id in needed
+    ]
+
+
+def _all_steps(nb: NotebookNode, layout: Layout) -> list[Step]:
+    """Every code cell as a step; unchanged released cells have the kind ``provided``."""
     steps: list[Step] = []
     seen: set[str] = set()
     for number, cell in enumerate(nb.cells, start=1):
@@ -109,9 +201,10 @@ def build_plan(nb: NotebookNode, layout: Layout) -> list[Step]:
                 seen.add(gid)
                 steps.append(Step(gid, "answer", as_python(source), number=number))
                 continue
-        if not source.strip() or normalized(source) in layout.provided:
+        if not source.strip():
             continue
-        steps.append(Step(f"cell_{number}", "cell", as_python(source), number=number))
+        kind = "provided" if normalized(source) in layout.provided else "cell"
+        steps.append(Step(f"cell_{number}", kind, as_python(source), number=number))
     for gid in layout.tests:  # deleted by the student: checked at the end
         if gid not in seen:
             steps.append(Step(gid, "check", check=check_name(gid)))

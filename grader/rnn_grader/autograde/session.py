@@ -16,7 +16,8 @@ from typing import Any, Literal
 from rnn_grader.autograde.protocol import ProtocolError
 
 Mode = Literal["public", "hidden"]
-StepKind = Literal["setup", "answer", "cell", "check"]
+#: ``provided`` marks a released cell left unchanged; plans run it as a ``cell`` or not at all.
+StepKind = Literal["setup", "answer", "cell", "check", "provided"]
 #: What a failing case may report (the worker's ``CATEGORIES``).
 CATEGORIES = frozenset({"raised", "memory", "structure"})
 
