@@ -29,6 +29,7 @@ statements and ignores the rest.
 from __future__ import annotations
 
 import ast
+import symtable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,12 +101,20 @@ DYNAMIC = frozenset({"exec", "eval", "globals", "vars", "locals", "setattr", "de
 
 
 def reads(source: str) -> frozenset[str]:
-    """Every name ``source`` reads, anywhere (function bodies included)."""
+    """Every global name ``source`` reads: at the top level, or inside its functions."""
     try:
-        tree = ast.parse(source)
+        top = symtable.symtable(source, "<cell>", "exec")
     except (SyntaxError, ValueError, RecursionError):
         return frozenset()
-    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+    names: set[str] = set()
+    tables = [top]
+    while tables:
+        table = tables.pop()
+        tables.extend(table.get_children())
+        for symbol in table.get_symbols():
+            if symbol.is_referenced() and (table is top or symbol.is_global()):
+                names.add(symbol.get_name())
+    return frozenset(names)
 
 
 def binds(source: str) -> frozenset[str] | None:
