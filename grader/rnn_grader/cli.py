@@ -82,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (root / "nbgrader_config.py").is_file():
         print(f"no nbgrader_config.py in {root}: run this in the course root", file=sys.stderr)
         return 2
+    from rnn_grader.autograde.errors import GraderError
     from rnn_grader.autograde.report import status_table, write_report
     from rnn_grader.autograde.runner import check_scheduler_address, dask_security, grade
     from rnn_grader.autograde.sandbox import SandboxUnavailable
+    from rnn_grader.autograde.text import printable
     from rnn_grader.secret import MissingSecret
     from rnn_grader.secret import load as load_secret
 
@@ -115,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except SandboxUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except GraderError as exc:
+        print(f"error: grading stopped, no grade of this run is final: {exc}", file=sys.stderr)
+        return 2
     if not results:
         print(f"no submissions of {args.assignment!r} match {args.students!r}", file=sys.stderr)
         return 1
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(status_table(results))
     for r in results:  # what happened to each student not fully graded
         if r.status != "ok" and r.error:
-            print(f"{r.student}: {' '.join(r.error.split())[:400]}")
+            print(printable(f"{r.student}: {' '.join(r.error.split())}", 400))
     print(f"report: {paths['summary.txt'].parent}")
     return 0
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import re
-import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +20,7 @@ from rnn_grader.autograde.phase import PhaseReport
 from rnn_grader.autograde.protocol import Unsupported
 from rnn_grader.autograde.session import CaseResult, CheckResult, Failure, Step
 from rnn_grader.autograde.suite import Case, GradingSuite
+from rnn_grader.autograde.text import printable
 
 _CELL_FRAME = re.compile(r'File "<cell (\w+)>"')
 #: Everything a student may read about a failing hidden case, by cause.
@@ -38,8 +38,6 @@ HIDDEN_ADVICE = (
     " Hidden cases have other sizes and values than the public ones; their inputs, and "
     "anything your code says about them, are never shown."
 )
-#: Longest text of a student's (public) exception or traceback in a message.
-MAX_STUDENT_TEXT = 600
 
 
 @dataclass(frozen=True)
@@ -53,16 +51,6 @@ class Verdict:
     n_public: int
     n_hidden: int
     timed_out: bool = False
-
-
-def printable(text: str, limit: int = MAX_STUDENT_TEXT) -> str:
-    """``text`` without control characters (newlines and tabs kept), at most ``limit`` long.
-
-    Anything a student controls passes through here before it is printed: terminal
-    escape sequences would otherwise move the instructor's cursor or recolour the table.
-    """
-    kept = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else "?" for ch in text)
-    return kept if len(kept) <= limit else kept[: limit - 1] + "…"
 
 
 def judge(

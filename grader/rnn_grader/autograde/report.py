@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from rnn_grader.autograde.runner import StudentResult
+from rnn_grader.autograde.text import printable
 from rnn_grader.feedback.sanitize import spreadsheet_safe
 
 STATUSES = ("ok", "partial", "failed", "timed out", "invalid notebook")
@@ -18,10 +19,11 @@ STATUSES = ("ok", "partial", "failed", "timed out", "invalid notebook")
 
 def status_table(results: list[StudentResult]) -> str:
     """A fixed-width table: student, status, score."""
-    width = max([len("student")] + [len(r.student) for r in results])
+    names = {r.student: printable(r.student, 80) for r in results}
+    width = max([len("student")] + [len(n) for n in names.values()])
     lines = [f"{'student':<{width}}  {'status':<16}  score"]
     for r in results:
-        lines.append(f"{r.student:<{width}}  {r.status:<16}  {r.score:g} / {r.max_score:g}")
+        lines.append(f"{names[r.student]:<{width}}  {r.status:<16}  {r.score:g} / {r.max_score:g}")
     counts = Counter(r.status for r in results)
     lines.append(", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]))
     return "\n".join(lines)
