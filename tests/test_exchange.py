@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,3 +115,104 @@ def test_check_tree_refuses_a_symlinked_folder(tmp_path):
     with pytest.raises(SubmissionRefused, match="not a directory"):
         check_tree(tmp_path / "link", os.getuid())
     check_tree(real, os.getuid())  # a plain folder of the right owner passes
+
+
+# --- races by a real user: the folder changes between the check and the copy ---------------
+
+RACING_COLLECT = """
+import os, subprocess, sys
+from nbgrader.apps.nbgraderapp import main
+from rnn_grader.autograde import exchange
+
+attacker, victim, action = sys.argv[1:4]
+original = exchange.check_tree
+
+
+def racing(path, uid):
+    original(path, uid)  # the folder passes its check, then its owner changes it
+    if os.path.basename(path).startswith(attacker + "+"):
+        script = {{
+            "link": 'mv "$1" "$1.real" && ln -s "$2" "$1"',
+            "delete": 'rm -rf "$1"',
+        }}[action]
+        subprocess.run(
+            ["setpriv", f"--reuid={{uid}}", f"--regid={{uid}}", "--clear-groups",
+             "sh", "-c", script, "sh", str(path), victim],
+            check=True,
+        )
+
+
+exchange.check_tree = racing
+sys.argv = ["nbgrader", "collect", {assignment!r}]
+main()
+"""
+
+
+@pytest.fixture
+def race(tmp_path):
+    """A course whose exchange two real users (daemon, nobody) can reach, as nbgrader makes it."""
+    import shutil
+    import tempfile
+
+    if os.getuid() != 0:
+        pytest.fail("this test acts as other users: it needs root")
+    exchange = Path(tempfile.mkdtemp(prefix="rnng-exchange-"))
+    exchange.chmod(0o755)
+    root = tc.make_course(tmp_path / "course", extra=f"c.Exchange.root = {str(exchange)!r}\n")
+    inbound = exchange / "toy-course" / "inbound"
+    inbound.mkdir(parents=True)
+    (exchange / "toy-course").chmod(0o755)
+    inbound.chmod(0o733)  # nbgrader's inbound: everyone writes, nobody lists, not sticky
+    victim = _folder(inbound, "nobody", EARLY, _uid("nobody"))
+    _notebook(victim, tc.answered(root, tc.CORRECT), _uid("nobody"))
+    attacker = _folder(inbound, "daemon", EARLY, _uid("daemon"))
+    _notebook(attacker, tc.released(root), _uid("daemon"))
+    yield {"root": root, "victim": victim, "inbound": inbound}
+    shutil.rmtree(exchange, ignore_errors=True)
+
+
+def _racing_collect(race: dict, action: str) -> subprocess.CompletedProcess:
+    code = RACING_COLLECT.format(assignment=tc.ASSIGNMENT)
+    return subprocess.run(
+        [sys.executable, "-c", code, "daemon", str(race["victim"]), action],
+        cwd=race["root"],
+        env=tc.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_folder_swapped_for_a_link_after_its_check_is_refused(race):
+    done = _racing_collect(race, "link")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "Refusing submission daemon+toy+" in log
+    submitted = race["root"] / "submitted"
+    assert not (submitted / "daemon").exists()  # never the victim's notebook under her name
+    got = nbformat.read(submitted / "nobody" / tc.ASSIGNMENT / f"{tc.ASSIGNMENT}.ipynb", 4)
+    assert [c.source for c in got.cells] == [
+        c.source for c in tc.answered(race["root"], tc.CORRECT).cells
+    ]
+    assert os.stat(race["inbound"]).st_mode & 0o1000  # sticky from now on
+
+
+def test_a_folder_deleted_while_it_is_collected_fails_alone(race):
+    done = _racing_collect(race, "delete")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "1 submission folder(s) were not collected: daemon+toy+" in log
+    assert not (race["root"] / "submitted" / "daemon").exists()
+    assert (race["root"] / "submitted" / "nobody" / tc.ASSIGNMENT / "toy.ipynb").is_file()
+
+
+def test_the_copy_refuses_a_link_inside_the_folder(tmp_path):
+    from rnn_grader.autograde.exchange import CopyRules, copy_tree
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.ipynb").write_text("{}")
+    (src / "link.ipynb").symlink_to(src / "a.ipynb")
+    with pytest.raises(SubmissionRefused, match="symbolic link"):
+        copy_tree(src, tmp_path / "dest", os.getuid(), CopyRules(["*.ipynb"], [], 10**6, 10**7))

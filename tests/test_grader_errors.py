@@ -88,7 +88,7 @@ def test_rnn_course_grade_exits_2_naming_the_check(course, bug):
     _reset(course)
     cmd = [sys.executable, "-m", "rnn_grader.cli", "grade", tc.ASSIGNMENT, "--no-progress"]
     done = _run(course, bug, *cmd, "--jobs", "1")
-    check, cause, kind = BUGS[bug]
+    check, cause, _ = BUGS[bug]
     assert done.returncode == 2, done.stdout + done.stderr
     assert "grading stopped" in done.stderr and check in done.stderr and cause in done.stderr
     assert not (course / "grading-report" / tc.ASSIGNMENT / "grades.csv").exists()
@@ -114,7 +114,7 @@ def test_a_dask_cluster_that_cannot_grade_stops_grading(course, monkeypatch):
 
     monkeypatch.setattr(runner, "remote_phases", lost)
     monkeypatch.chdir(course)
-    with LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster:
-        with pytest.raises(GraderError, match="Dask cluster could not grade.*lost its sandbox"):
-            runner.grade(course, tc.ASSIGNMENT, scheduler=cluster.scheduler_address, progress=False)
+    stopped = pytest.raises(GraderError, match=r"Dask cluster could not grade.*lost its sandbox")
+    with LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster, stopped:
+        runner.grade(course, tc.ASSIGNMENT, scheduler=cluster.scheduler_address, progress=False)
     assert all(v is None for vs in _recorded(course).values() for v in vs)

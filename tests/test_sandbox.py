@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ast
-import json
 import importlib.util
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,9 +25,7 @@ CASE = {"z": np.array([[1.0, 2.0, 3.0]])}
 SETUP = Step("setup", "setup", "import numpy as np")
 
 
-def _phase(
-    steps: list[Step], checks: dict, *, mode="public", limits=LIMITS, **kw
-) -> PhaseReport:
+def _phase(steps: list[Step], checks: dict, *, mode="public", limits=LIMITS, **kw) -> PhaseReport:
     """Run ``steps`` with the toy drivers; ``checks`` maps a check to its cases."""
     lib = prepare_lib("drivers", DRIVERS.read_text(), {})
     spec = {name: {"call": name, "cases": cases} for name, cases in checks.items()}
