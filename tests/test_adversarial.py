@@ -247,3 +247,54 @@ def test_parallel_scores_and_status_lines(parallel, name):
     full = status == "ok"
     expected = dict(tc.POINTS) if full else {**tc.POINTS, "test_softmax": 0.0}
     assert tc.scores(parallel["root"], name) == expected
+
+
+# --- outputs that decode to large structures, through a Dask cluster -------------------------
+
+#: Outputs of many tiny objects: 15 000 empty lists (about 90 KB of JSON per case) once
+#: became about 14 times their size in the grader, and Dask mode kept every report.
+AMPLIFIERS = {
+    f"amplify{i}": (
+        "def softmax(z):\n    return [[] for _ in range(15000)]\n"
+        if i % 2
+        else "def softmax(z):\n    return [[[]] * 40 for _ in range(1500)]\n"
+    )
+    for i in range(10)
+}
+
+
+@pytest.fixture(scope="module")
+def amplified(tmp_path_factory):
+    from distributed import LocalCluster
+
+    root = tc.make_course(tmp_path_factory.mktemp("amplified"))
+    for name, code in AMPLIFIERS.items():
+        tc.submit(root, name, tc.answered(root, {**tc.CORRECT, "softmax": code}))
+    for name in ("aa_honest", "zz_correct"):
+        tc.submit(root, name, tc.answered(root, tc.CORRECT))
+    rss = root / "rss.txt"
+    with LocalCluster(
+        processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        done = _measured(
+            root,
+            rss,
+            "rnn-course",
+            "grade",
+            tc.ASSIGNMENT,
+            "--no-progress",
+            "--scheduler",
+            cluster.scheduler_address,
+        )
+    own, _ = (int(v) * 1024 for v in rss.read_text().split())
+    print(f"\nDask batch of {len(AMPLIFIERS)} amplifiers: grader peak {own / 2**20:.0f} MiB")
+    return {"root": root, "done": done, "own": own}
+
+
+def test_amplifying_outputs_keep_the_dask_grader_under_its_bound(amplified):
+    assert amplified["done"].returncode == 0, amplified["done"].stderr[-3000:]
+    assert amplified["own"] < GRADER_MEMORY_BOUND
+    for name in AMPLIFIERS:
+        assert tc.scores(amplified["root"], name) == {**tc.POINTS, "test_softmax": 0.0}
+    for name in ("aa_honest", "zz_correct"):
+        assert tc.scores(amplified["root"], name) == tc.POINTS

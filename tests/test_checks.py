@@ -254,6 +254,26 @@ def test_sigmoid_overflow_is_reported_with_a_hint() -> None:
     assert "FloatingPointError" in message and "HINT:" in message
 
 
+@pytest.mark.parametrize(
+    "hiding",
+    [
+        "with np.errstate(all='ignore'):\n        return 1 / (1 + np.exp(-x))",
+        "np.seterr(all='ignore')\n    return 1 / (1 + np.exp(-x))",
+        "np.seterr('ignore')\n    return 1 / (1 + np.exp(-x))",
+        "return np.errstate(all='ignore')(lambda v: 1 / (1 + np.exp(-v)))(x)",
+    ],
+)
+def test_sigmoid_cannot_switch_the_overflow_check_off(hiding: str) -> None:
+    namespace = {"np": np}
+    exec(f"def sigmoid(x):\n    {hiding}\n", namespace)
+    message = failure("sigmoid", namespace)
+    assert "FloatingPointError" in message and "HINT:" in message
+    settings = np.geterr()
+    with np.errstate(all="ignore"):  # NumPy's own state is left as it was
+        assert np.geterr()["over"] == "ignore"
+    assert np.geterr() == settings
+
+
 def test_clip_grad_norm_missing_key_and_wrong_norm() -> None:
     ns = {"clip_grad_norm": lambda grads, m: ({"Wx": grads["Wx"]}, 1.0)}
     assert "same keys as grads" in failure("clip_grad_norm", ns)

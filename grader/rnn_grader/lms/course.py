@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnn_grader.autograde.text import printable
 from rnn_grader.lms.base import GradeRow, Lms, RosterEntry, Upload, display_name
 
 __all__ = [
@@ -88,16 +89,22 @@ class CollectReport:
     collected: dict[str, Upload] = field(default_factory=dict)  # user id -> upload kept
     superseded: list[str] = field(default_factory=list)  # older uploads of the same student
     ignored: list[str] = field(default_factory=list)  # files that are no notebook of <a>
+    errors: list[str] = field(default_factory=list)  # uploads that failed, with the reason
 
     def table(self) -> str:
-        width = max([len("name")] + [len(u.name) for u in self.collected.values()])
+        names = {uid: printable(u.name, 60) for uid, u in self.collected.items()}
+        width = max([len("name")] + [len(n) for n in names.values()])
         lines = [f"{'user id':<10}  {'name':<{width}}  late  file"]
         for uid, u in sorted(self.collected.items()):
             late = "late" if u.late else ""
-            lines.append(f"{uid:<10}  {u.name:<{width}}  {late:<4}  {u.file_name}")
+            lines.append(
+                f"{printable(uid, 40):<10}  {names[uid]:<{width}}  {late:<4}  "
+                f"{printable(u.file_name, 120)}"
+            )
         lines.append(f"{len(self.collected)} students collected")
-        lines += [f"superseded by a newer upload: {s}" for s in self.superseded]
-        lines += [f"ignored: {s}" for s in self.ignored]
+        lines += [f"superseded by a newer upload: {printable(s, 200)}" for s in self.superseded]
+        lines += [f"ignored: {printable(s, 200)}" for s in self.ignored]
+        lines += [f"NOT collected: {printable(s, 300)}" for s in self.errors]
         return "\n".join(lines)
 
 
@@ -152,14 +159,21 @@ def collect(root: Path, assignment: str, settings: LmsSettings | None = None) ->
     extracted.mkdir(parents=True)
     report = CollectReport()
     for item in sorted(archive.iterdir()):
-        if item.suffix.lower() == ".zip":
-            _extract(item, extracted, report)
-        elif item.is_file() and not item.is_symlink():
-            shutil.copyfile(item, extracted / item.name)
+        try:
+            if item.suffix.lower() == ".zip":
+                _extract(item, extracted, report)
+            elif item.is_file() and not item.is_symlink():
+                shutil.copyfile(item, extracted / item.name)
+        except (OSError, zipfile.BadZipFile, ValueError) as exc:
+            report.errors.append(f"{item.name}: cannot be read ({type(exc).__name__}: {exc})")
 
     latest: dict[tuple[str, str], tuple[Upload, Path]] = {}
     for path in sorted(extracted.iterdir()):
-        upload = platform.parse(path.name, notebooks)
+        try:
+            upload = platform.parse(path.name, notebooks)
+        except ValueError as exc:
+            report.errors.append(f"{path.name}: {exc}")
+            continue
         if upload is None or not upload.notebook:
             report.ignored.append(path.name)
             continue
@@ -175,8 +189,12 @@ def collect(root: Path, assignment: str, settings: LmsSettings | None = None) ->
     with Gradebook(settings.db_url) as gb:
         for (user_id, notebook), (upload, path) in sorted(latest.items()):
             folder = root / "submitted" / user_id / assignment
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, folder / f"{notebook}.ipynb")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, folder / f"{notebook}.ipynb")
+            except OSError as exc:
+                report.errors.append(f"{path.name} (user {user_id}): {exc}")
+                continue
             entry = roster.get(user_id)
             name = entry.name if entry else display_name(upload.name)
             record = {**asdict(upload), "display_name": name, "lms": platform.key}
