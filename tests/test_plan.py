@@ -113,3 +113,16 @@ def test_ipython_syntax_becomes_the_calls_ipython_makes():
     assert "getoutput('ls')" in as_python("files = !ls\n")
     assert as_python("print('100%')\n") == "print('100%')\n"
     assert as_python("def f(:\n") == "def f(:\n"  # left for the worker to report
+
+
+def test_cells_no_graded_function_needs_are_optional():
+    nb = notebook(
+        new_code_cell("import numpy as xp\n"),
+        new_code_cell("SCALE = 2\n"),
+        graded("f", "def f(v):\n    return xp.tanh(v) * SCALE\n"),
+        new_code_cell("y = f(3)\nprint(y)\n"),
+        new_code_cell("def f(v):\n    return v\n"),
+        graded("test_f", 'check("f")'),
+    )
+    optional = {s.id: s.optional for s in build_plan(nb, LAYOUT) if s.kind == "cell"}
+    assert optional == {"cell_2": False, "cell_3": False, "cell_5": True, "cell_6": False}

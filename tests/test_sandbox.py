@@ -653,3 +653,33 @@ def test_a_worker_that_cannot_start_is_the_graders_error():
     lib = prepare_lib("brokendrivers", "raise ImportError('drivers cannot load')\n", {})
     with pytest.raises(GraderError, match="could not start"):
         run_phase([SETUP], {}, mode="public", lib=lib, drivers="brokendrivers", limits=LIMITS)
+
+
+def test_optional_cells_share_their_time_and_are_left_out_after_it():
+    limits = SandboxLimits(
+        check_timeout=3.0, cell_timeout=3.0, notebook_timeout=20.0, optional_seconds=1.0
+    )
+    slow = "import time\ntime.sleep(0.6)\n"
+    steps = [
+        SETUP,
+        Step("softmax", "answer", "def softmax(z):\n    return z * 5\n"),
+        *(Step(f"cell_{i}", "cell", slow, optional=True) for i in range(3, 7)),
+        Step("cell_7", "cell", "import time\nwhile True:\n    time.sleep(0.1)\n", optional=True),
+        _CHECK,
+    ]
+    report = _phase(steps, {"softmax": [CASE]}, limits=limits)
+    assert report.left_out == {"cell_5", "cell_6", "cell_7"}  # 2 x 0.6 s used the 1 s
+    assert report.runs == 1
+    np.testing.assert_array_equal(_p(report.checks["softmax"]), CASE["z"] * 5)
+
+
+def test_an_optional_cell_over_its_time_limit_is_left_out_without_the_checks_noticing():
+    steps = [
+        SETUP,
+        Step("softmax", "answer", "def softmax(z):\n    return z * 5\n"),
+        Step("cell_3", "cell", "while True:\n    pass\n", optional=True),
+        _CHECK,
+    ]
+    report = _phase(steps, {"softmax": [CASE]})
+    assert report.skipped["cell_3"].kind == "timeout"
+    np.testing.assert_array_equal(_p(report.checks["softmax"]), CASE["z"] * 5)

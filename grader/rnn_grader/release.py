@@ -58,6 +58,9 @@ c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 # Print the result only: no "Validating ..." line.
 c.Application.log_level = "WARN"
 
+# Seconds a cell may run, as when the course grades it.
+c.Execute.timeout = 30
+
 # Encrypt the connection between nbgrader and the notebook's kernel (CurveZMQ) when this
 # computer's ZeroMQ supports it; otherwise the kernel warns that it runs over plain TCP.
 try:

@@ -214,14 +214,15 @@ def _raised(
 def cell_notes(steps: list[Step], public: PhaseReport, before: str, relied: list[str]) -> str:
     """What went wrong in the cells a check relies on, from the public phase only.
 
-    ``relied`` names the answer cells the check relies on; every other cell of the
-    student's that raised before the test cell (``before``) is named by its number.
+    ``relied`` names the answer cells the check relies on; every other cell before the
+    test cell (``before``) that a graded function can see and that raised is named by its
+    number.
     """
     broken = []
     position = {s.id: i for i, s in enumerate(steps)}
     end = position.get(before, len(steps))
     for step in steps[:end]:
-        if step.kind == "check":
+        if step.kind == "check" or step.optional:
             continue
         if step.id in public.skipped:
             what = public.skipped[step.id].detail

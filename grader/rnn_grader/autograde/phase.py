@@ -43,6 +43,7 @@ class PhaseReport:
     mode: Mode
     cells: dict[str, str] = field(default_factory=dict)  # step id -> "" or its error
     skipped: dict[str, Failure] = field(default_factory=dict)  # cells a run could not finish
+    left_out: set[str] = field(default_factory=set)  # optional cells without time left
     checks: dict[str, CheckResult] = field(default_factory=dict)
     runs: int = 0  # worker processes started (> 1 after a failure)
     seconds: float = 0.0
@@ -88,9 +89,12 @@ def run_phase(
     skipped = set(skip)
     cases = {name: len(spec["cases"]) for name, spec in checks.items()}
     check_steps = [s for s in steps if s.kind == "check" and s.check in checks]
+    optional_left = limits.optional_seconds
     while True:
         run = _Run(steps, checks, cases, skipped, mode, lib, drivers, limits, unsafe, budget_end)
-        failure = run.go(report)
+        failure = run.go(report, optional_left)
+        optional_left -= run.optional_spent
+        report.left_out.update(run.session.left_out)
         report.runs += 1
         for sid, error in run.session.cells.items():
             report.cells.setdefault(sid, error)
@@ -138,15 +142,20 @@ class _Run:
         self.limits, self.unsafe, self.budget_end = limits, unsafe, budget_end
         self.session = Session(steps, cases, skip, mode)
         self.step_end = min(budget_end, time.monotonic() + STARTUP_SECONDS)
+        self.step_start = 0.0
         self.startup_text = b""
+        self.optional_spent = 0.0  # seconds the optional cells of this run took
 
     def _timeout(self, step: Step | None) -> float:
         return (
             self.limits.check_timeout if step and step.kind == "check" else self.limits.cell_timeout
         )
 
-    def go(self, report: PhaseReport) -> Failure | None:
-        """Run the worker to the end; the failure that stopped it early, if any."""
+    def go(self, report: PhaseReport, optional_seconds: float) -> Failure | None:
+        """Run the worker to the end; the failure that stopped it early, if any.
+
+        ``optional_seconds`` is what the optional cells may still use in this phase.
+        """
         request = encode(
             {
                 "mode": self.mode,
@@ -154,6 +163,7 @@ class _Run:
                 "steps": [s.wire() for s in self.steps],
                 "checks": self.checks,
                 "skip": sorted(self.skip),
+                "optional_seconds": max(0.0, optional_seconds),
             }
         )
         worker = Worker(self.lib, self.limits, self.unsafe)
@@ -172,6 +182,9 @@ class _Run:
                         f"limit of {mib:g} MiB and the kernel killed {kills} of them",
                     )
         finally:
+            current = self.session.current
+            if current is not None and current.optional:  # stopped inside an optional cell
+                self.optional_spent += time.monotonic() - self.step_start
             pump.close()
             peak, kills = worker.stop()
             report.protocol_bytes += pump.frame_bytes
@@ -234,7 +247,10 @@ class _Run:
         self.session.feed(body)
         now = time.monotonic()
         current = self.session.current
+        if before is not None and current is not before and before.optional:
+            self.optional_spent += now - self.step_start
         if current is not None and current is not before:
+            self.step_start = now
             self.step_end = min(self.budget_end, now + self._timeout(current))
         elif (current is None and before is not None) or (self.session.ready and not was_ready):
             # between steps only the worker runs; the next step is charged if it hangs

@@ -12,14 +12,16 @@ into the :class:`~rnn_grader.autograde.session.Step` list the sandboxed worker e
 * a check where each test cell stands (a test cell the student deleted is checked after
   every other step).
 
-A code cell that is exactly as released (a provided gradient check or experiment) is
-left out when nothing the student wrote can see what it does: it binds no name that the
-student's code reads (and no name that another cell kept for that reason reads), and it
-neither reaches names dynamically (``exec``, ``globals()``, ``setattr``, star imports)
-nor assigns into an object the student's code uses. Otherwise it runs where it stands,
-as in the kernel: a student whose helper is called ``xp`` sees it replaced by the
-experiment's ``xp = x.copy()`` in both. Running every provided experiment for every
-student would only cost time.
+A cell is *needed* when a graded function can see what it does: it binds a graded
+function, or a global that an answer cell reads, or a global read by another needed
+cell, or it reaches names in ways that cannot be told (``exec``, ``globals()``,
+``setattr``, star imports). A code cell exactly as released (a provided gradient check
+or experiment) that is not needed is left out; one that is needed runs where it stands,
+as in the kernel: a student whose NumPy alias is called ``xp`` sees it replaced by the
+experiment's ``xp = x.copy()`` in both. A student's own cell that is not needed (a
+scratch cell, an experiment, a plot) is *optional*: it runs while the optional cells of
+the phase have time left (``SandboxLimits.optional_seconds``), and is left out after,
+so slow experiments can never cost a graded function its points.
 
 IPython syntax (magics, ``!`` commands, ``?`` help) is turned into Python by IPython's
 own input transformer, as Jupyter does; the worker then runs ``%time``-like magics'
@@ -158,15 +160,21 @@ def binds(source: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def _needed(provided: list[Step], student: list[Step]) -> set[str]:
-    """Ids of the provided cells that what the student wrote can see (a fixed point)."""
-    seen = set().union(*(reads(s.source) for s in student)) if student else set()
-    bound = {s.id: binds(s.source) for s in provided}
+def _needed(answers: list[Step], others: list[Step], graded: frozenset[str]) -> set[str]:
+    """Ids of the cells a graded function can see (a fixed point over the names).
+
+    A cell is needed when it binds a name that a graded function's call may read: the
+    graded functions themselves, the globals the answer cells read, and, in turn, the
+    globals read by every cell needed so far (a cell whose bindings cannot be told is
+    needed).
+    """
+    seen = set(graded).union(*(reads(s.source) for s in answers))
+    bound = {s.id: binds(s.source) for s in others}
     needed: set[str] = set()
     changed = True
     while changed:
         changed = False
-        for step in provided:
+        for step in others:
             names = bound[step.id]
             if step.id not in needed and (names is None or names & seen):
                 needed.add(step.id)
@@ -178,14 +186,17 @@ def _needed(provided: list[Step], student: list[Step]) -> set[str]:
 def build_plan(nb: NotebookNode, layout: Layout) -> list[Step]:
     """The steps that grade ``nb``, in notebook order (see the module's description)."""
     steps = _all_steps(nb, layout)
-    provided = [s for s in steps if s.kind == "provided"]
-    student = [s for s in steps if s.kind in ("answer", "cell")]
-    needed = _needed(provided, student)
-    return [
-        Step(s.id, "cell", s.source, number=s.number) if s.kind == "provided" else s
-        for s in steps
-        if s.kind != "provided" or s.id in needed
-    ]
+    answers = [s for s in steps if s.kind == "answer"]
+    others = [s for s in steps if s.kind in ("cell", "provided")]
+    needed = _needed(answers, others, layout.answers)
+    out = []
+    for s in steps:
+        if s.kind == "provided" and s.id not in needed:
+            continue  # an unchanged experiment that nothing graded can see
+        if s.kind in ("cell", "provided"):
+            s = Step(s.id, "cell", s.source, number=s.number, optional=s.id not in needed)
+        out.append(s)
+    return out
 
 
 def _all_steps(nb: NotebookNode, layout: Layout) -> list[Step]:

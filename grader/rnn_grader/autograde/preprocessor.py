@@ -104,7 +104,14 @@ class TrustedExecute(NbGraderPreprocessor):
     ).tag(config=True)
     check_timeout = Float(10.0, help="Wall seconds for one check (all its cases).").tag(config=True)
     cell_timeout = Float(
-        10.0, help="Wall seconds for one code cell; a slower cell is left out and noted."
+        30.0,
+        help="Wall seconds for one code cell (as nbgrader's Execute.timeout); a slower "
+        "cell is left out and noted.",
+    ).tag(config=True)
+    optional_timeout = Float(
+        30.0,
+        help="Wall seconds, per phase, for the cells no graded function needs (scratch "
+        "cells, experiments); once spent, the rest of them are left out.",
     ).tag(config=True)
     notebook_timeout = Float(
         120.0, help="Wall seconds for everything a notebook runs, in each of its two phases."
@@ -152,6 +159,7 @@ class TrustedExecute(NbGraderPreprocessor):
         return SandboxLimits(
             check_timeout=self.check_timeout,
             cell_timeout=self.cell_timeout,
+            optional_seconds=self.optional_timeout,
             notebook_timeout=self.notebook_timeout,
             cpu_seconds=max(1, int(self.notebook_timeout) + 5),
             memory_bytes=self.memory_limit,

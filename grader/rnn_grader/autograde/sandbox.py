@@ -65,7 +65,8 @@ class SandboxLimits:
     """Resource limits of the sandboxed workers of one notebook (one phase of grading)."""
 
     check_timeout: float = 10.0  # wall seconds for one check (all its cases of one phase)
-    cell_timeout: float = 10.0  # wall seconds for one code cell
+    cell_timeout: float = 30.0  # wall seconds for one code cell (nbgrader's Execute.timeout)
+    optional_seconds: float = 30.0  # wall seconds of one phase for cells no check needs
     notebook_timeout: float = 120.0  # wall seconds for everything one phase runs
     cpu_seconds: int = 125  # RLIMIT_CPU of every process in the sandbox
     memory_bytes: int = 1 << 30  # RLIMIT_AS (address space) of every process

@@ -31,12 +31,13 @@ class Step:
     source: str = ""  # code to run (transformed from IPython syntax); "" for a check
     check: str = ""  # the check's name, for a check step
     number: int = 0  # 1-based position of the cell in the notebook (0: not in it)
+    optional: bool = False  # a cell no graded function needs: run while time allows
 
-    def wire(self) -> dict[str, str]:
+    def wire(self) -> dict[str, str | bool]:
         """The step as the worker receives it."""
         if self.kind == "check":
             return {"id": self.id, "kind": self.kind, "check": self.check}
-        return {"id": self.id, "kind": self.kind, "source": self.source}
+        return {"id": self.id, "kind": self.kind, "source": self.source, "optional": self.optional}
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Session:
         self.done = False
         self.cells: dict[str, str] = {}  # step id -> "" or the error (text or category)
         self.checks: dict[str, CheckResult] = {}
+        self.left_out: list[str] = []  # optional cells the worker skipped: no time left
 
     @property
     def next_step(self) -> Step | None:
@@ -107,6 +109,8 @@ class Session:
             self.ready = True
         elif kind == "step":
             self._start(message)
+        elif kind == "skip":
+            self._skip(message)
         elif kind == "cell":
             self._cell(message)
         elif kind == "case":
@@ -129,6 +133,16 @@ class Session:
         self.position += 1
         self.current = step
         self.check = CheckResult(step.check) if step.kind == "check" else None
+
+    def _skip(self, message: dict[str, Any]) -> None:
+        """An optional cell left out because the optional cells' time is spent."""
+        if self.current is not None or self.position >= len(self.expected):
+            raise ProtocolError("a step skipped out of order")
+        step = self.expected[self.position]
+        if message.get("id") != step.id or not step.optional:
+            raise ProtocolError("a step skipped out of order")
+        self.position += 1
+        self.left_out.append(step.id)
 
     def _cell(self, message: dict[str, Any]) -> None:
         step = self.current

@@ -10,14 +10,17 @@ Usage: ``python -S -E -s worker.py SITE_DIR LIB_DIR``. Input (stdin, one frame):
 
     {"mode": "public" | "hidden", "drivers": module name in LIB_DIR,
      "steps": [{"id", "kind": "setup" | "answer" | "cell" | "check", "source" | "check"}],
-     "checks": {name: {"call", "cases"}}, "skip": [step ids]}
+     "checks": {name: {"call", "cases"}}, "skip": [step ids], "optional_seconds": s}
 
 The steps are the notebook's code cells in notebook order, a ``check`` step standing
 where the test cell stands; the driver's ``run(call, namespace, case)`` calls the
-student's functions. Output (a private copy of fd 1), one frame per event: ``ready``,
-``step`` (before each step that is not skipped), ``cell`` (after a code step), ``case``
-(one per case of a check) and ``end`` (after a check), then ``done``. Everything the
-student prints goes to fd 2, which the grader counts and caps.
+student's functions. A step marked ``optional`` (a cell no graded function needs) runs
+only while the optional steps of this run have used less than ``optional_seconds``.
+Output (a private copy of fd 1), one frame per event: ``ready``, ``step`` (before each
+step that is not skipped) or ``skip`` (an optional step left out for lack of time),
+``cell`` (after a code step), ``case`` (one per case of a check) and ``end`` (after a
+check), then ``done``. Everything the student prints goes to fd 2, which the grader
+counts and caps.
 
 In ``hidden`` mode the process holds inputs the student must not learn, so it sends no
 text that student code could shape: a failing cell or case is reported by a category
@@ -34,6 +37,7 @@ import math
 import os
 import struct
 import sys
+import time
 import traceback
 
 MAGIC = b"RNNG"
@@ -281,10 +285,16 @@ def main() -> None:
     namespace["get_ipython"] = lambda: shell
     skip = set(request.get("skip", ()))
     checks = request["checks"]
+    optional_left = float(request.get("optional_seconds", 0.0))
     for step in request["steps"]:
         sid, kind = step["id"], step["kind"]
         if sid in skip or (kind == "check" and step["check"] not in checks):
             continue
+        optional = bool(step.get("optional"))
+        if optional and optional_left <= 0:
+            send({"kind": "skip", "id": sid})
+            continue
+        started = time.monotonic()
         send({"kind": "step", "id": sid})
         if kind == "check":
             run_check(step["check"], checks[step["check"]], namespace, drivers, hidden, send)
@@ -299,6 +309,8 @@ def main() -> None:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included
             error = category(exc) if hidden else short_traceback(exc)
         send({"kind": "cell", "id": sid, "error": error})
+        if optional:
+            optional_left -= time.monotonic() - started
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
