@@ -12,7 +12,7 @@ A ?= rnn_bptt
 ASSIGNMENTS := rnn_bptt gated_cells deep_birnn
 DEBIAN_PACKAGES := chromium bubblewrap
 
-.PHONY: help venv book test lint bench gpu-check release student lock secret collect autograde feedback grades grade system-deps clean
+.PHONY: help venv book test lint bench gpu-check release student lock secret collect autograde feedback grades grade written similarity report system-deps clean
 
 help:
 	@echo "make book        build the textbook into _build/html"
@@ -25,10 +25,14 @@ help:
 	@echo "make lock        rewrite requirements.lock from .venv (name==version lines only)"
 	@echo "make secret      create this course's secret (.course-secret), once, before grading"
 	@echo "make collect     A=<assignment>: import the LMS download in downloaded/<a>/archive/"
-	@echo "make autograde   A=<assignment>: autograde every submission (sandboxed)"
+	@echo "make autograde   A=<assignment>: grade the submissions that changed (sandboxed, parallel)"
+	@echo "make grade       A=<assignment>: the same as make autograde"
+	@echo "make written     A=<assignment>: which written answers still need grading"
 	@echo "make feedback    A=<assignment>: HTML feedback, named for upload to the LMS"
 	@echo "make grades      A=<assignment>: exports/<a>/canvas-grades.csv for the LMS import"
-	@echo "make grade       A=<assignment>: parallel trusted grading with a summary report"
+	@echo "make similarity  A=<assignment>: exports/<a>/similarity.html, similar answers ranked"
+	@echo "make report      A=<assignment>: the class report from the gradebook"
+	@echo "                 (each runs .venv/bin/rnn-course <command>; see rnn-course --help)"
 
 venv: $(VENV)/.installed
 
@@ -63,7 +67,7 @@ gpu-check: venv
 	fi
 
 release: venv
-	$(PY) -m rnn_grader.release $(ASSIGNMENTS)
+	$(VENV)/bin/rnn-course release $(ASSIGNMENTS)
 
 # A student's environment: NumPy, Matplotlib, JupyterLab and nbgrader at the lock's versions.
 student:
@@ -81,21 +85,8 @@ lock: venv
 secret: venv
 	$(VENV)/bin/rnn-course secret
 
-collect: venv
-	$(PY) -m rnn_grader.lms collect $(A)
-
-autograde: venv
-	nbgrader autograde $(A)
-
-feedback: venv
-	nbgrader generate_feedback $(A) --force
-	$(PY) -m rnn_grader.lms feedback $(A)
-
-grades: venv
-	$(PY) -m rnn_grader.lms grades $(A)
-
-grade: venv
-	$(VENV)/bin/rnn-course grade $(A)
+collect autograde grade written feedback grades similarity report: venv
+	$(VENV)/bin/rnn-course $@ $(A)
 
 # Debian packages the tests need: a browser for the book and bubblewrap for the grader.
 system-deps:

@@ -67,8 +67,15 @@ def _assert_report_matches_gradebook(root: Path) -> None:
 def test_grade_with_two_jobs(tmp_path):
     root = _course(tmp_path / "course")
     done = _grade(root, "--jobs", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]  # eve's notebook cannot be graded
     assert re.search(r"^dee\s+timed out\s+2 / 5$", done.stdout, re.M)
+    assert re.search(r"^eve: .*not a readable notebook", done.stdout, re.M)
+    _assert_report_matches_gradebook(root)
+    again = _grade(root, "--jobs", "2")  # nothing changed: every graded student is skipped
+    assert again.returncode == 1, again.stdout + again.stderr  # eve is tried again
+    skipped = set(re.findall(r"^skipped (\w+): unchanged since it was graded", again.stdout, re.M))
+    assert skipped == set(SUBMISSIONS)
+    assert "eve" not in skipped  # never graded: tried again
     _assert_report_matches_gradebook(root)
 
 
@@ -80,7 +87,7 @@ def test_grade_fans_out_over_a_local_dask_cluster(tmp_path):
         processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
     ) as cluster:
         done = _grade(root, "--scheduler", cluster.scheduler_address)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]  # eve's notebook cannot be graded
     _assert_report_matches_gradebook(root)
 
 

@@ -1,7 +1,8 @@
 """Write what a student needs beside each released notebook: the self-check and its data.
 
-``python -m rnn_grader.release [ASSIGNMENT ...]`` (run by ``make release`` after
-``nbgrader generate_assignment``) writes into ``assignments/<assignment>/``:
+``rnn-course release [ASSIGNMENT ...]`` (``make release``) runs ``nbgrader
+generate_assignment`` for each assignment and then writes into
+``assignments/<assignment>/``:
 
 * ``selfcheck.py``, a copy of :mod:`rnn_grader.student.selfcheck` (NumPy only);
 * ``public_checks.json``: for every check of the assignment, how its functions are called,
@@ -23,14 +24,12 @@ No hidden case and no reference code leaves this package.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -254,33 +253,6 @@ def write(
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rnn_grader.release", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("assignments", nargs="*", help="default: every assignment")
-    parser.add_argument("--release-dir", default="assignments", type=Path)
-    parser.add_argument(
-        "--config",
-        default="_config.yml",
-        type=Path,
-        help="the book's configuration; its html: baseurl: is the address of the book",
-    )
-    parser.add_argument(
-        "--no-generate",
-        action="store_true",
-        help="do not run `nbgrader generate_assignment` first (the notebooks are released)",
-    )
-    args = parser.parse_args(argv)
-    release(
-        args.assignments or list(registry.ASSIGNMENTS),
-        args.release_dir,
-        args.config,
-        generate=not args.no_generate,
-    )
-    return 0
-
-
 def release(
     assignments: Sequence[str],
     release_dir: Path = Path("assignments"),
@@ -318,7 +290,3 @@ def release(
     for assignment in assignments:
         for path in write(assignment, release_dir, config, previous[assignment]):
             print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

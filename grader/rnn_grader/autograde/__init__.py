@@ -2,16 +2,19 @@
 
 ``configure(c)`` installs the back end into an nbgrader config object (in
 ``nbgrader_config.py``): it replaces nbgrader's ``Execute`` by
-:class:`~rnn_grader.autograde.preprocessor.TrustedExecute`, keeps every other
-preprocessor, puts :class:`~rnn_grader.autograde.sanitize.GradebookCells` first in the
-sanitize pass, reads notebooks through
+:class:`~rnn_grader.autograde.preprocessor.TrustedExecute` and ``SaveAutoGrades`` by
+:class:`~rnn_grader.autograde.regrade.KeepManualGrades` (a regrade keeps manual grades
+graded), keeps every other preprocessor, puts
+:class:`~rnn_grader.autograde.sanitize.GradebookCells` first in the sanitize pass, reads
+notebooks through
 :class:`~rnn_grader.autograde.sanitize.GuardedNotebookExporter` (size limit before
 parsing; a notebook's errors stay that student's) and turns on
 ``OverwriteCells.add_missing_cells``. ``nbgrader collect`` (JupyterHub exchange) uses
 :class:`~rnn_grader.autograde.exchange.HardenedExchangeCollect`.
 
 The sandbox's limits are traits of ``TrustedExecute`` (see ``book/trusted_grading.md``):
-``check_timeout``, ``notebook_timeout``, ``memory_limit`` (per process),
+``check_timeout``, ``cell_timeout``, ``optional_timeout``, ``notebook_timeout``,
+``memory_limit`` (per process),
 ``sandbox_memory`` (all processes, cgroup), ``cpu_limit`` (CPUs per sandbox, cgroup),
 ``max_processes``, ``max_output_bytes``, ``max_frame_bytes``, ``max_notebook_bytes``,
 ``require_cgroup`` and ``unsafe_no_sandbox``.
@@ -32,18 +35,23 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
         unsafe_no_sandbox: run student code without bubblewrap (only where it cannot work).
     """
     from nbgrader.converters.autograde import Autograde
-    from nbgrader.preprocessors import Execute
+    from nbgrader.preprocessors import Execute, SaveAutoGrades
 
     from rnn_grader.autograde.preprocessor import TrustedExecute
+    from rnn_grader.autograde.regrade import KeepManualGrades
     from rnn_grader.autograde.sanitize import GradebookCells, GuardedNotebookExporter
 
     if "Autograde" in c and "autograde_preprocessors" in c.Autograde:
         current = list(c.Autograde.autograde_preprocessors)
     else:
         current = list(Autograde.autograde_preprocessors.default())
-    replaced = [
-        TrustedExecute if p in (Execute, "nbgrader.preprocessors.Execute") else p for p in current
-    ]
+    swap = {
+        Execute: TrustedExecute,
+        "nbgrader.preprocessors.Execute": TrustedExecute,
+        SaveAutoGrades: KeepManualGrades,
+        "nbgrader.preprocessors.SaveAutoGrades": KeepManualGrades,
+    }
+    replaced = [swap.get(p, p) if isinstance(p, str | type) else p for p in current]
     if TrustedExecute not in replaced:
         replaced.insert(0, TrustedExecute)
     c.Autograde.autograde_preprocessors = replaced

@@ -1,20 +1,98 @@
-"""Summaries of a grading run: status table, grades CSV, score histogram, pass rates.
+"""The class report: status table, grades CSV, score histogram, pass rates.
 
-Nothing here is HTML; student ids (submission folder names) reach the CSV as text that a
-spreadsheet will not evaluate (:func:`~rnn_grader.feedback.sanitize.spreadsheet_safe`).
+The report is read from the gradebook and the autograded notebooks, for every student
+who submitted (:func:`class_results`), so a run that graded a few students updates their
+rows and keeps everyone else's. Nothing here is HTML; student ids (submission folder
+names) reach the CSV as text that a spreadsheet will not evaluate
+(:func:`~rnn_grader.feedback.sanitize.spreadsheet_safe`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from rnn_grader.autograde.runner import StudentResult
+from rnn_grader.autograde.regrade import read_problem
 from rnn_grader.autograde.text import printable
 from rnn_grader.feedback.sanitize import spreadsheet_safe
 
-STATUSES = ("ok", "partial", "failed", "timed out", "invalid notebook")
+STATUSES = ("ok", "partial", "failed", "timed out", "invalid notebook", "not graded")
+
+
+@dataclass
+class StudentResult:
+    """The outcome of one student's submission."""
+
+    student: str
+    status: str  # one of STATUSES
+    score: float
+    max_score: float
+    tests: dict[str, bool] = field(default_factory=dict)  # test grade id -> passed
+    seconds: float = 0.0
+    error: str = ""  # why the notebook was not graded, or what each failed test said
+
+
+def class_results(root: Path, assignment: str, db_url: str) -> list[StudentResult]:
+    """Every submission of ``assignment``: its autograded score and what each test said."""
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.coursedir import CourseDirectory
+
+    coursedir = CourseDirectory(root=str(root))
+    submitted = root / coursedir.submitted_directory
+    students = sorted(
+        d.name for d in submitted.iterdir() if (d / assignment).is_dir()
+    ) if submitted.is_dir() else []  # fmt: skip
+    results = []
+    with Gradebook(db_url) as gb:
+        total = float(gb.find_assignment(assignment).max_code_score)
+        for s in students:
+            graded = Path(coursedir.format_path(coursedir.autograded_directory, s, assignment))
+            outputs = _test_outputs(graded)
+            problem = read_problem(root, assignment, s)
+            try:
+                sub = gb.find_submission(assignment, s)
+                grades = [g for nb in sub.notebooks for g in nb.grades if g.cell_type == "code"]
+            except MissingEntry:
+                grades = []
+            tests = {
+                g.name: g.auto_score is not None and g.auto_score >= g.max_score
+                for g in grades
+                if g.name in outputs
+            }
+            score = sum(g.auto_score or 0.0 for g in grades if g.name in outputs)
+            failures = [f"{gid}: {msg}" for gid, (_, msg) in outputs.items() if msg]
+            if not outputs:
+                status = "invalid notebook" if problem else "not graded"
+            elif any(ename == "TimeoutError" for ename, _ in outputs.values()):
+                status = "timed out"
+            elif total and score >= total:
+                status = "ok"
+            else:
+                status = "partial" if score > 0 else "failed"
+            error = problem if not outputs else "; ".join(failures)
+            results.append(StudentResult(s, status, score, total, tests, 0.0, error[:2000]))
+    return results
+
+
+def _test_outputs(folder: Path) -> dict[str, tuple[str, str]]:
+    """Test grade id -> (exception name, message) from the autograded notebooks ("" passed)."""
+    out: dict[str, tuple[str, str]] = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            nb = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for cell in nb.get("cells", []):
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if cell.get("cell_type") != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            first = errors[0] if errors else {}
+            out[meta["grade_id"]] = (first.get("ename", ""), first.get("evalue", ""))
+    return out
 
 
 def status_table(results: list[StudentResult]) -> str:

@@ -36,6 +36,7 @@ from rnn_grader.autograde.errors import GraderError
 from rnn_grader.autograde.grading import Phases
 from rnn_grader.autograde.plan import build_plan
 from rnn_grader.autograde.preprocessor import TrustedExecute
+from rnn_grader.autograde.regrade import needs_grading, record_problem
 from rnn_grader.autograde.sandbox import (
     SandboxLimits,
     ensure_sandbox,
@@ -45,21 +46,9 @@ from rnn_grader.autograde.sandbox import (
 from rnn_grader.autograde.sanitize import NotebookRejected, notebook_limit, read_notebook
 from rnn_grader.autograde.session import Step
 from rnn_grader.autograde.store import GradingStore
+from rnn_grader.autograde.text import printable
 
 RETRIES = 3
-
-
-@dataclass
-class StudentResult:
-    """The outcome of one student's submission."""
-
-    student: str
-    status: str  # "ok", "partial", "failed", "timed out" or "invalid notebook"
-    score: float
-    max_score: float
-    tests: dict[str, bool] = field(default_factory=dict)  # test grade id -> passed
-    seconds: float = 0.0
-    error: str = ""  # why the notebook was not graded, or what each failed test said
 
 
 def load_config(root: Path, *, unsafe: bool = False) -> Any:
@@ -256,22 +245,35 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="grading", unit="nb", file=sys.stderr, disable=not enabled)
 
 
+@dataclass
+class GradingRun:
+    """What one ``grade`` call did: students graded (raw outcomes) and skipped (why)."""
+
+    graded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    db_url: str = ""
+
+
 def grade(
     root: Path,
     assignment: str,
     *,
     jobs: int | None = None,
     students: str = "*",
+    force: bool = False,
     scheduler: str | None = None,
     unsafe: bool = False,
     progress: bool = True,
     security: Any = None,
     allow_insecure_tcp: bool = False,
-) -> list[StudentResult]:
-    """Autograde every matching submission; return one result per student.
+) -> GradingRun:
+    """Autograde the matching submissions that changed since they were graded (or all).
 
-    ``security`` (see :func:`dask_security`) and ``allow_insecure_tcp`` apply to a Dask
-    ``scheduler`` only (see :func:`check_scheduler_address`).
+    A submission is graded when it was never graded, or its notebook differs from the
+    one graded (:func:`~rnn_grader.autograde.regrade.needs_grading`); ``force`` grades
+    every matching one. Manual grades stay graded unless the cell they grade changed
+    (:class:`~rnn_grader.autograde.regrade.KeepManualGrades`). ``security`` (see
+    :func:`dask_security`) and ``allow_insecure_tcp`` apply to a Dask ``scheduler`` only.
 
     Raises:
         GraderError: a check, the reference, the comparison, a worker or the cluster
@@ -281,18 +283,35 @@ def grade(
     if scheduler:
         check_scheduler_address(scheduler, security, allow_insecure_tcp)
     with tempfile.TemporaryDirectory(prefix="rnng-store-") as store:
-        te = TrustedExecute(config=_api(root, unsafe, store).config)
+        api = _api(root, unsafe, store)
+        te = TrustedExecute(config=api.config)
         ensure_sandbox(unsafe, te.require_cgroup)
         for item in missing_protections(unsafe):
             print(f"warning: sandbox protection missing - {item}", file=sys.stderr)
-        ids = list_students(root, assignment, students)
+        run = GradingRun(db_url=api.coursedir.db_url)
+        todo = []
+        for s in list_students(root, assignment, students):
+            need, why = needs_grading(root, api.coursedir, assignment, s)
+            if force or need:
+                todo.append(s)
+            else:
+                run.skipped[s] = why
+        if not todo:
+            return run
         warm_up(root, assignment, unsafe, store)
         if scheduler:
-            raw = _grade_dask(root, assignment, ids, scheduler, unsafe, progress, security, store)
+            raw = _grade_dask(root, assignment, todo, scheduler, unsafe, progress, security, store)
         else:
             jobs = jobs or os.cpu_count() or 1
-            raw = _grade_local(root, assignment, ids, jobs, unsafe, progress, store)
-        return results_from_gradebook(assignment, raw, _api(root, unsafe, store).coursedir.db_url)
+            raw = _grade_local(root, assignment, todo, jobs, unsafe, progress, store)
+        for s, info in raw.items():
+            record_problem(root, assignment, s, "" if info.get("success") else _problem(info))
+        run.graded = raw
+        return run
+
+
+def _problem(info: dict[str, Any]) -> str:
+    return printable(info.get("rejected") or info.get("error") or "not graded", 500)
 
 
 def warm_up(root: Path, assignment: str, unsafe: bool, store: str) -> None:
@@ -415,54 +434,3 @@ def _grade_dask(
     for s in ids:  # serial gradebook writes, in this process
         out[s] = autograde_student(str(root), assignment, s, unsafe, store)
     return out
-
-
-def results_from_gradebook(
-    assignment: str, raw: dict[str, dict], db_url: str
-) -> list[StudentResult]:
-    """Read the scores back from the gradebook and classify each student."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    results = []
-    with Gradebook(db_url) as gb:
-        total = float(gb.find_assignment(assignment).max_code_score)
-        for s, info in sorted(raw.items()):
-            tests: dict[str, bool] = {}
-            timed_out = False
-            for verdicts in info.get("summaries", {}).values():
-                for gid, (passed, late) in verdicts.items():
-                    tests[gid] = passed
-                    timed_out |= late
-            score, max_score = 0.0, total
-            try:
-                sub = gb.find_submission(assignment, s)
-                for nb in sub.notebooks:
-                    for g in nb.grades:
-                        if g.cell_type == "code" and not g.needs_manual_grade:
-                            score += g.auto_score or 0.0
-            except MissingEntry:
-                pass
-            if not info.get("success") or info.get("rejected"):
-                status = "invalid notebook"
-            elif timed_out:
-                status = "timed out"
-            elif max_score and score >= max_score:
-                status = "ok"
-            elif score > 0:
-                status = "partial"
-            else:
-                status = "failed"
-            results.append(
-                StudentResult(
-                    s,
-                    status,
-                    score,
-                    max_score,
-                    tests,
-                    info.get("seconds", 0.0),
-                    info.get("rejected")
-                    or "; ".join(info.get("failures", []))[:2000]
-                    or info.get("error", ""),
-                )
-            )
-    return results

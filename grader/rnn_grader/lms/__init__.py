@@ -1,6 +1,6 @@
 """The round trip to a learning management system (Canvas first).
 
-``python -m rnn_grader.lms collect <a>`` (``make collect``) imports the LMS's bulk
+``rnn-course collect <a>`` (``make collect``) imports the LMS's bulk
 download, keyed by the LMS user id, keeping each student's display name and lateness;
 ``grades <a>`` (``make grades``) writes the file the LMS's gradebook import accepts;
 ``feedback <a>`` (part of ``make feedback``) names each feedback file for its student.

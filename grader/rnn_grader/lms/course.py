@@ -10,7 +10,9 @@ the LMS needs to route each file to its student. The platform and its options co
 from __future__ import annotations
 
 import csv
+import datetime
 import json
+import math
 import os
 import shutil
 import stat
@@ -18,9 +20,11 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rnn_grader.autograde.text import printable
 from rnn_grader.lms.base import GradeRow, Lms, RosterEntry, Upload, display_name
+from rnn_grader.lms.lateness import LatePolicy, parse_time
 
 __all__ = [
     "CollectReport",
@@ -35,6 +39,8 @@ __all__ = [
 RECORD = "lms.json"
 #: A submitted notebook larger than this is not collected (it would not be gradable).
 MAX_NOTEBOOK_BYTES = 20 << 20
+#: nbgrader's format of ``timestamp.txt``.
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class LmsSettings:
     assignment_columns: dict[str, str] = field(default_factory=dict)
     db_url: str = "sqlite:///gradebook.db"
     release_directory: str = "release"
+    #: the zone in which the LMS's download stamps its files' times
+    download_timezone: str = "UTC"
+    late: LatePolicy = field(default_factory=LatePolicy)
 
     def platform(self) -> Lms:
         from rnn_grader.lms import PLATFORMS
@@ -79,6 +88,8 @@ def load_settings(root: Path) -> LmsSettings:
         assignment_columns=dict(lms.get("assignment_columns", {})),
         db_url=db_url,
         release_directory=str(course.get("release_directory", "release")),
+        download_timezone=str(lms.get("download_timezone", "UTC")),
+        late=LatePolicy.from_config(c.get("LatePolicy", {})),
     )
 
 
@@ -90,6 +101,7 @@ class CollectReport:
     superseded: list[str] = field(default_factory=list)  # older uploads of the same student
     ignored: list[str] = field(default_factory=list)  # files that are no notebook of <a>
     errors: list[str] = field(default_factory=list)  # uploads that failed, with the reason
+    kept: list[str] = field(default_factory=list)  # newer uploads collected before stay
 
     def table(self) -> str:
         names = {uid: printable(u.name, 60) for uid, u in self.collected.items()}
@@ -104,6 +116,7 @@ class CollectReport:
         lines.append(f"{len(self.collected)} students collected")
         lines += [f"superseded by a newer upload: {printable(s, 200)}" for s in self.superseded]
         lines += [f"ignored: {printable(s, 200)}" for s in self.ignored]
+        lines += [f"kept the newer upload collected before: {printable(s, 200)}" for s in self.kept]
         lines += [f"NOT collected: {printable(s, 300)}" for s in self.errors]
         return "\n".join(lines)
 
@@ -116,8 +129,13 @@ def _released_notebooks(root: Path, settings: LmsSettings, assignment: str) -> l
     return names
 
 
-def _extract(archive: Path, target: Path, report: CollectReport) -> None:
-    """Extract regular files of a zip by their base name only (no paths, no links)."""
+def _extract(archive: Path, target: Path, report: CollectReport, zone: str = "UTC") -> None:
+    """Extract regular files of a zip by their base name only (no paths, no links).
+
+    Each file keeps the time the LMS stamped on it in the zip (read in ``zone``) as its
+    modification time: it is the upload's time.
+    """
+    tz = datetime.UTC if zone.upper() == "UTC" else ZoneInfo(zone)
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             name = Path(info.filename.replace("\\", "/")).name
@@ -132,6 +150,8 @@ def _extract(archive: Path, target: Path, report: CollectReport) -> None:
                 continue
             with zf.open(info) as src, (target / name).open("wb") as dst:
                 shutil.copyfileobj(src, dst, MAX_NOTEBOOK_BYTES)
+            stamp = datetime.datetime(*info.date_time, tzinfo=tz).timestamp()
+            os.utime(target / name, (stamp, stamp))
 
 
 def collect(root: Path, assignment: str, settings: LmsSettings | None = None) -> CollectReport:
@@ -161,9 +181,9 @@ def collect(root: Path, assignment: str, settings: LmsSettings | None = None) ->
     for item in sorted(archive.iterdir()):
         try:
             if item.suffix.lower() == ".zip":
-                _extract(item, extracted, report)
+                _extract(item, extracted, report, settings.download_timezone)
             elif item.is_file() and not item.is_symlink():
-                shutil.copyfile(item, extracted / item.name)
+                shutil.copy2(item, extracted / item.name)  # with its modification time
         except (OSError, zipfile.BadZipFile, ValueError) as exc:
             report.errors.append(f"{item.name}: cannot be read ({type(exc).__name__}: {exc})")
 
@@ -187,17 +207,33 @@ def collect(root: Path, assignment: str, settings: LmsSettings | None = None) ->
             report.superseded.append(path.name)
 
     with Gradebook(settings.db_url) as gb:
+        due = settings.late.due_date(assignment)
+        if due is not None:  # formgrader then shows each submission's lateness
+            gb.update_or_create_assignment(assignment, duedate=due.replace(tzinfo=None))
         for (user_id, notebook), (upload, path) in sorted(latest.items()):
             folder = root / "submitted" / user_id / assignment
+            before = _record(root, user_id, assignment)
+            if before.get("notebook") == notebook and int(before.get("upload_id", -1)) > int(
+                upload.upload_id
+            ):
+                report.kept.append(f"{user_id}: upload {before['upload_id']} over {path.name}")
+                continue
+            when = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.UTC)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, folder / f"{notebook}.ipynb")
+                (folder / "timestamp.txt").write_text(when.strftime(TIMESTAMP_FORMAT))
             except OSError as exc:
                 report.errors.append(f"{path.name} (user {user_id}): {exc}")
                 continue
             entry = roster.get(user_id)
             name = entry.name if entry else display_name(upload.name)
-            record = {**asdict(upload), "display_name": name, "lms": platform.key}
+            record = {
+                **asdict(upload),
+                "display_name": name,
+                "lms": platform.key,
+                "submitted_at": when.isoformat(timespec="seconds"),
+            }
             (folder / RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
             last, _, first = name.partition(", ")
             gb.update_or_create_student(
@@ -218,10 +254,17 @@ class SummaryRow:
 
     user_id: str
     name: str
-    late: bool
+    submitted_at: str  # the LMS's time of the upload graded (UTC)
+    late: bool  # the LMS's flag
+    deadline: str  # the due date or the student's extension that applied ("" if none)
+    days_late: str  # "" when on time or unknown
     autograded: float
     manual: float
-    total: float
+    points: float  # before any late deduction
+    late_policy: str  # the course's policy (c.LatePolicy), in words
+    late_percent: float
+    late_rule: str  # what the policy did to this submission, in words
+    total: float  # exported: points minus the late deduction
     max_score: float
     needs_manual_grade: bool
 
@@ -236,9 +279,10 @@ def export_grades(
     """Write ``exports/<a>/<lms>-grades.csv`` for the LMS import, and ``summary.csv``.
 
     Only students who submitted ``assignment`` appear (no zeros for anyone else). The
-    points are nbgrader's total, manual grades included; a submission that still needs
-    manual grading gets an empty cell (the LMS keeps its grade) unless
-    ``include_ungraded``. Returns the import file and the summary rows.
+    points are nbgrader's total, manual grades included, less the late policy's
+    deduction (:mod:`rnn_grader.lms.lateness`); a submission that still needs manual
+    grading, or whose autograding did not finish, gets an empty cell (the LMS keeps its
+    grade) unless ``include_ungraded``. Returns the import file and the summary rows.
     """
     from nbgrader.api import Gradebook
 
@@ -257,20 +301,32 @@ def export_grades(
             name = ", ".join(n for n in (student.last_name, student.first_name) if n)
             entry = roster.get(user_id) or RosterEntry(user_id, display_name(name or student.id))
             pending = bool(sub.needs_manual_grade)
-            total = float(sub.score)
-            points = None if pending and not include_ungraded else total
-            rows.append(GradeRow(entry, points))
+            submitted = _submitted_at(root, student.id, assignment, record)
+            rule = settings.late.deduction(
+                assignment, student.id, submitted, bool(record.get("late", False))
+            )
+            points = float(sub.score)
+            total = round(points * (1 - rule.percent / 100), 6)
+            rows.append(GradeRow(entry, None if pending and not include_ungraded else total))
             manual = sum(
                 float(g.manual_score) for nb in sub.notebooks for g in nb.grades
                 if g.manual_score is not None
             )  # fmt: skip
+            known = rule.days_late > 0 and not math.isnan(rule.days_late)
             summary.append(
                 SummaryRow(
                     user_id=user_id,
                     name=entry.name,
+                    submitted_at=submitted.isoformat(timespec="seconds") if submitted else "",
                     late=bool(record.get("late", False)),
+                    deadline=rule.deadline.isoformat(timespec="minutes") if rule.deadline else "",
+                    days_late=f"{rule.days_late:.2f}" if known else "",
                     autograded=float(sub.code_score),
                     manual=manual,
+                    points=points,
+                    late_policy=settings.late.describe(),
+                    late_percent=rule.percent,
+                    late_rule=rule.note,
                     total=total,
                     max_score=max_score,
                     needs_manual_grade=pending,
@@ -286,6 +342,21 @@ def export_grades(
         for r in summary:
             w.writerow([f"{v:g}" if isinstance(v, float) else v for v in asdict(r).values()])
     return out, summary
+
+
+def _submitted_at(
+    root: Path, student: str, assignment: str, record: dict[str, Any]
+) -> datetime.datetime | None:
+    """When the graded upload was made: the LMS record, else nbgrader's timestamp.txt."""
+    if record.get("submitted_at"):
+        return parse_time(record["submitted_at"])
+    path = root / "submitted" / student / assignment / "timestamp.txt"
+    if path.is_file():
+        try:
+            return parse_time(path.read_text().strip().removesuffix(" UTC"))
+        except ValueError:
+            return None
+    return None
 
 
 def package_feedback(
@@ -319,3 +390,30 @@ def package_feedback(
         for path in files:
             zf.write(path, path.name)
     return bundle, files
+
+
+@dataclass(frozen=True)
+class WrittenStatus:
+    """One submission's hand-graded cells: how many are graded, which are not."""
+
+    student: str
+    graded: int
+    pending: tuple[str, ...]
+
+
+def written_status(root: Path, assignment: str, settings: LmsSettings) -> list[WrittenStatus]:
+    """Every submission of ``assignment`` with its hand-graded cells' state."""
+    from nbgrader.api import Gradebook
+
+    out = []
+    with Gradebook(settings.db_url) as gb:
+        for sub in sorted(gb.assignment_submissions(assignment), key=lambda s: s.student.id):
+            grades = [
+                g
+                for nb in sub.notebooks
+                for g in nb.grades
+                if g.cell_type == "markdown" or g.name.startswith("written_")
+            ]
+            pending = tuple(sorted(g.name for g in grades if g.needs_manual_grade))
+            out.append(WrittenStatus(sub.student.id, len(grades) - len(pending), pending))
+    return out
