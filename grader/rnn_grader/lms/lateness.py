@@ -36,18 +36,19 @@ def parse_time(text: str) -> datetime.datetime:
 
     A time without a zone is UTC.
     """
-    text = str(text).strip()
-    parts = text.split()
+    original = str(text).strip()
+    parts = original.split()
     zone: datetime.tzinfo = datetime.UTC
-    if len(parts) == 3 or (len(parts) == 2 and not parts[1][:1].isdigit()):
-        text = " ".join(parts[:-1])
-        name = parts[-1]
-        zone = datetime.UTC if name.upper() in ("UTC", "Z", "GMT") else ZoneInfo(name)
+    text = original
     try:
+        if len(parts) == 3 or (len(parts) == 2 and not parts[1][:1].isdigit()):
+            text = " ".join(parts[:-1])
+            name = parts[-1]
+            zone = datetime.UTC if name.upper() in ("UTC", "Z", "GMT") else ZoneInfo(name)
         when = datetime.datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
         raise ValueError(
-            f"cannot read the time {text!r}: write e.g. '2027-02-01 23:59 Europe/Zurich'"
+            f"cannot read the time {original!r}: write e.g. '2027-02-01 23:59 Europe/Zurich'"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
