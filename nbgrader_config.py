@@ -105,8 +105,9 @@ c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
 # --- viewing submissions: formgrader and feedback --------------------------------------
 # Student-authored Markdown, HTML and outputs are sanitized wherever nbgrader renders a
 # notebook to HTML (formgrader's submission view and generate_feedback): nbconvert's
-# own switch, a Markdown filter that cleans the rendered HTML (nbgrader's templates bypass
-# the switch for Markdown cells) and a preprocessor for outputs, raw cells and metadata.
+# own switch, a Markdown filter that renders formulas as MathML (so formgrader shows them
+# offline too) and cleans the rendered HTML (nbgrader's templates bypass the switch for
+# Markdown cells), and a preprocessor for outputs, raw cells and metadata.
 c.HTMLExporter.sanitize_html = True
 c.HTMLExporter.filters = {
     "markdown2html": "rnn_grader.feedback.sanitize.markdown2html_sanitized",
@@ -115,9 +116,10 @@ c.HTMLExporter.preprocessors = [
     "rnn_grader.feedback.sanitize.SanitizeStudentContent",
     "rnn_grader.feedback.messages.ExplainBlankAnswers",
 ]
-# Feedback a student can read offline: MathJax inlined, messages wrapped, blank answers
-# explained ("you have not implemented f yet"). `make feedback` then names a copy of each
-# file for the LMS (exports/<a>/feedback/ and a zip for Canvas's "Re-upload submissions").
+# Feedback a student can read offline: formulas as MathML (no script, no network), one
+# small stylesheet, messages wrapped, blank answers explained ("you have not implemented
+# f yet"). `make feedback` then names a copy of each file for the LMS (exports/<a>/feedback/
+# and a zip for Canvas's "Re-upload submissions").
 c.GenerateFeedback.exporter_class = "rnn_grader.feedback.exporter.FeedbackExporter"
 
 # --- trusted grading ----------------------------------------------------------------------

@@ -7,9 +7,11 @@ student's browser when the feedback file is opened. nbconvert's ``sanitize_html`
 does not reach the Markdown cells of nbgrader's templates (they call ``markdown2html``
 directly), so the course replaces that filter and adds a preprocessor:
 
-- :func:`markdown2html_sanitized` renders Markdown exactly as nbconvert does and then
-  keeps only an allow-list of tags and attributes (no scripts, event handlers, styles,
-  ids, forms, frames or ``javascript:`` URLs). Math stays as text for MathJax.
+- :func:`markdown2html_sanitized` renders Markdown as nbconvert does, formulas as MathML
+  (converted here by ``latex2mathml``, so they display in any browser with no script and
+  no network), and then keeps only an allow-list of tags and attributes (no scripts,
+  event handlers, styles, ids, forms, frames or ``javascript:`` URLs), cleaned by
+  ``nh3`` (the Rust library ammonia).
 - :class:`SanitizeStudentContent` cleans what a notebook can carry besides Markdown:
   HTML outputs, executable output types (JavaScript, widgets), raw cells and cell
   metadata that templates read.
@@ -25,9 +27,9 @@ import html
 import re
 from typing import Any
 
-import bleach
-from bleach.css_sanitizer import CSSSanitizer
+import nh3
 from jinja2 import pass_context
+from latex2mathml.converter import convert as latex_to_mathml
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
@@ -49,15 +51,37 @@ ALLOWED_TAGS = frozenset(
         "tfoot", "th", "thead", "tr", "u", "ul",
     }
 )  # fmt: skip
+#: Presentation MathML, as latex2mathml writes it (no ``maction``, no ``annotation-xml``,
+#: which could carry HTML, no ``href``).
+MATHML_TAGS = frozenset(
+    {
+        "math", "mrow", "mi", "mo", "mn", "ms", "mtext", "mspace", "msup", "msub",
+        "msubsup", "mfrac", "msqrt", "mroot", "mover", "munder", "munderover", "mtable",
+        "mtr", "mtd", "mstyle", "mpadded", "mphantom", "menclose", "merror", "semantics",
+        "annotation", "mlabeledtr", "mmultiscripts", "mprescripts", "none",
+    }
+)  # fmt: skip
+MATHML_ATTRIBUTES = frozenset(
+    {
+        "display", "mathvariant", "stretchy", "fence", "separator", "lspace", "rspace",
+        "accent", "accentunder", "columnalign", "rowalign", "rowspacing", "columnspacing",
+        "columnlines", "rowlines", "frame", "displaystyle", "scriptlevel", "width",
+        "height", "depth", "linethickness", "notation", "minsize", "maxsize",
+        "movablelimits", "form", "largeop", "symmetric", "encoding", "xmlns",
+    }
+)  # fmt: skip
 #: Classes that syntax highlighting and nbconvert put on rendered Markdown; anything else
 #: (e.g. Bootstrap's ``navbar-fixed-top``, which could cover formgrader's controls) goes.
 _SAFE_CLASS = re.compile(r"^(?:[a-z][a-z0-9]{0,3}|highlight|hl-[a-z0-9_+-]+)$")
 _SAFE_URL = re.compile(r"^(?:https?:|mailto:|#|[^:/?#]*(?:[/?#]|$))", re.I)
 _SAFE_IMAGE = re.compile(r"^(?:https?:|data:image/(?:png|jpeg|gif|webp|svg\+xml)[;,])", re.I)
-_CSS = CSSSanitizer(allowed_css_properties=["text-align"])
 
 
 def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    if tag in MATHML_TAGS:
+        if name == "xmlns":
+            return value == "http://www.w3.org/1998/Math/MathML"
+        return name in MATHML_ATTRIBUTES and bool(re.fullmatch(r"[\w .#%+-]{0,64}", value))
     if name == "class":
         return all(_SAFE_CLASS.match(c) for c in value.split())
     if name in ("title", "alt"):
@@ -78,28 +102,65 @@ def _allowed_attribute(tag: str, name: str, value: str) -> bool:
     return False
 
 
-_CLEANER = bleach.Cleaner(
-    tags=ALLOWED_TAGS,
-    attributes=_allowed_attribute,
-    protocols=["http", "https", "mailto", "data"],
-    strip=True,
-    strip_comments=True,
-    css_sanitizer=_CSS,
+#: Elements whose content is code, not prose: removed with it.
+DROP_WITH_CONTENT = frozenset(
+    {"script", "style", "iframe", "object", "embed", "template", "noscript", "textarea", "title"}
 )
-# bleach keeps the *text* of a stripped element: for these, the text is code, not prose.
-_DROP_WITH_CONTENT = re.compile(
-    r"<(script|style|iframe|object|embed|template|noscript|textarea|title)\b.*?</\1\s*>",
-    re.I | re.S,
-)
+_ATTRIBUTES = {
+    "*": {"class", "title", "alt"},
+    "a": {"href"},
+    "img": {"src", "width", "height"},
+    "td": {"colspan", "rowspan", "align", "style"},
+    "th": {"colspan", "rowspan", "align", "style"},
+    "ol": {"start"},
+    **{tag: set(MATHML_ATTRIBUTES) for tag in MATHML_TAGS},
+}
+
+
+def _filter(tag: str, name: str, value: str) -> str | None:
+    return value if _allowed_attribute(tag, name, value) else None
 
 
 def sanitize_html(fragment: str) -> str:
     """An HTML fragment reduced to the allow-list: no scripts, handlers, styles or forms.
 
     Text is kept (and escaped where it looked like markup), so nothing a student wrote
-    disappears silently except the content of ``<script>``-like elements.
+    disappears silently except the content of ``<script>``-like elements. Presentation
+    MathML (formulas) is kept.
     """
-    return _CLEANER.clean(_DROP_WITH_CONTENT.sub("", str(fragment)))
+    return nh3.clean(
+        str(fragment),
+        tags=set(ALLOWED_TAGS | MATHML_TAGS),
+        clean_content_tags=set(DROP_WITH_CONTENT),
+        attributes=_ATTRIBUTES,
+        attribute_filter=_filter,
+        strip_comments=True,
+        link_rel=None,
+        url_schemes={"http", "https", "mailto", "data"},
+        filter_style_properties={"text-align"},
+    )
+
+
+def mathml(tex: str, display: str) -> str:
+    """A formula as MathML (``display`` "inline" or "block"); as code if it cannot be read."""
+    try:
+        return latex_to_mathml(tex, display=display)
+    except Exception:
+        delim = "$$" if display == "block" else "$"
+        return f'<code class="math">{html.escape(delim + tex + delim)}</code>'
+
+
+class MathMLRenderer(IPythonRenderer):
+    """nbconvert's Markdown renderer, with every formula rendered as MathML."""
+
+    def block_math(self, body: str) -> str:
+        return mathml(body, "block")
+
+    def inline_math(self, body: str) -> str:
+        return mathml(body, "inline")
+
+    def latex_environment(self, name: str, body: str) -> str:
+        return mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", "block")
 
 
 def spreadsheet_safe(text: str) -> str:
@@ -119,7 +180,7 @@ def escape(text: str) -> str:
 
 @pass_context
 def markdown2html_sanitized(context: Any, source: str) -> str:
-    """nbconvert's ``markdown2html`` (math kept for MathJax), then :func:`sanitize_html`.
+    """nbconvert's ``markdown2html`` with MathML formulas, then :func:`sanitize_html`.
 
     Registered as the ``markdown2html`` Jinja filter of ``HTMLExporter``: nbgrader's
     formgrade and feedback templates render every Markdown cell (and every comment)
@@ -129,7 +190,7 @@ def markdown2html_sanitized(context: Any, source: str) -> str:
     attachments = cell.get("attachments", {}) if hasattr(cell, "get") else {}
     path = context.get("resources", {}).get("metadata", {}).get("path", "")
     # No heading anchors: their ids are removed by the sanitizer, so the links would be dead.
-    renderer = IPythonRenderer(
+    renderer = MathMLRenderer(
         escape=False, attachments=attachments, path=path, exclude_anchor_links=True
     )
     return sanitize_html(MarkdownWithMath(renderer=renderer).render(source))
