@@ -81,25 +81,41 @@ silence_gradebook_warnings()
 
 # --- collecting from the LMS (make collect A=<assignment>) ------------------------------
 # Put the LMS's bulk download (zip) in downloaded/<assignment>/archive/; `make collect`
-# runs `python -m rnn_grader.lms collect <assignment>`, which reads Canvas's naming
-#     <sortable name>_[late_]<user id>_<attachment id>_<file name>[-<n>].ipynb
+# runs `rnn-course collect <assignment>`, which reads Canvas's naming
+#     <sortable name>_[LATE_]<user id>_<attachment id>_<file name>[-<n>].ipynb
 # keys each student by the LMS user id (the folder name in submitted/), keeps the display
-# name in the gradebook and records lateness in submitted/<id>/<a>/lms.json. For another
-# LMS, add a class to rnn_grader/lms/ and name it here.
+# name in the gradebook, writes nbgrader's timestamp.txt with the upload's time and
+# records the upload in submitted/<id>/<a>/lms.json. For another LMS, add a class to
+# rnn_grader/lms/ and name it here.
 c.LmsCourse.lms = "canvas"
+# The zone of the times the LMS stamps on the files of its download.
+c.LmsCourse.download_timezone = "UTC"
 # Optional: the LMS's own gradebook export (Canvas: Grades > Export), for display names,
-# SIS ids and sections. Without it, names come from the file names.
+# SIS ids and sections; keep it in downloaded/ (git-ignored), e.g. "downloaded/roster.csv".
+# Without it, names come from the file names.
 c.LmsCourse.roster = ""
 # Canvas assignment column per nbgrader assignment, as in Canvas's gradebook export,
 # "<title> (<Canvas assignment id>)"; by default the nbgrader name (a new column).
 c.LmsCourse.assignment_columns = {}
 
+# --- late work (applied by make grades) -----------------------------------------------
+# Due dates make formgrader show lateness and let a per-day policy count days; extensions
+# move one student's deadline. kind: "none" (default), "per_day" or "flat".
+c.LatePolicy.due = {}  # e.g. {"rnn_bptt": "2027-02-01 23:59 Europe/Zurich"}
+c.LatePolicy.kind = "none"
+c.LatePolicy.percent_per_day = 10.0  # of the points earned, per started day late
+c.LatePolicy.max_percent = 50.0
+c.LatePolicy.flat_percent = 20.0
+c.LatePolicy.grace_minutes = 5.0
+c.LatePolicy.extensions = {}  # e.g. {"rnn_bptt": {"48122": "2027-02-05 23:59 Europe/Zurich"}}
+
 # --- exporting grades (make grades A=<assignment>) -------------------------------------
-# `python -m rnn_grader.lms grades <assignment>` writes exports/<a>/canvas-grades.csv for
-# Canvas's gradebook import (Grades > Import): one column for the graded assignment,
-# rows only for students who submitted, total points including the manually graded
-# written answers; a submission whose written answers are not graded yet is left blank
-# (Canvas keeps what it has) and listed. exports/<a>/summary.csv adds lateness and parts.
+# `rnn-course grades <assignment>` writes exports/<a>/canvas-grades.csv for Canvas's
+# gradebook import (Grades > Import): one column for the graded assignment, rows only for
+# students who submitted, total points including the manually graded written answers,
+# less the late deduction; a submission whose written answers are not graded yet is left
+# blank (Canvas keeps what it has) and listed. exports/<a>/summary.csv adds the upload
+# time, lateness, the policy and what it deducted.
 c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
 
 # --- viewing submissions: formgrader and feedback --------------------------------------
