@@ -142,6 +142,7 @@ def term(tmp_path_factory) -> dict:
             'c.LatePolicy.kind = "per_day"\n'
             "c.LatePolicy.percent_per_day = 10.0\n"
             "c.LatePolicy.max_percent = 30.0\n"
+            "c.LatePolicy.grace_minutes = 0.0\n"
             f'c.LatePolicy.extensions = {{"{A}": {{"{WRONG}": "2027-02-05 00:00 UTC"}}}}\n'
         )
     for student in (GOOD, BLANK):
