@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnn_grader.checks import deep_birnn as deep
 from rnn_grader.checks import reference as ref
 
 torch.manual_seed(0)
@@ -113,7 +114,7 @@ def test_birnn_matches_bidirectional_torch_rnn() -> None:
             getattr(rnn, f"bias_ih_{suffix}").copy_(b)
             getattr(rnn, f"bias_hh_{suffix}").zero_()
         want, _ = rnn(x, torch.stack([hf, hb]))
-    torch.testing.assert_close(ref.birnn_forward(x, hf, hb, pf, pb), want)
+    torch.testing.assert_close(deep.birnn_forward(x, hf, hb, pf, pb), want)
 
 
 def test_stacked_rnn_matches_torch_and_residual_adds_inputs() -> None:
@@ -127,10 +128,10 @@ def test_stacked_rnn_matches_torch_and_residual_adds_inputs() -> None:
             getattr(rnn, f"bias_ih_l{l}").copy_(b)
             getattr(rnn, f"bias_hh_l{l}").zero_()
         want, _ = rnn(x, torch.stack(h0s))
-    torch.testing.assert_close(ref.stacked_rnn_forward(x, h0s, layers), want)
+    torch.testing.assert_close(deep.stacked_rnn_forward(x, h0s, layers), want)
     first = ref.rnn_forward(x, h0s[0], *layers[0])
     torch.testing.assert_close(
-        ref.stacked_rnn_forward(x, h0s, layers, residual=True),
+        deep.stacked_rnn_forward(x, h0s, layers, residual=True),
         ref.rnn_forward(first, h0s[1], *layers[1]) + first,
     )
 
@@ -139,14 +140,14 @@ def test_stacked_rnn_residual_size_mismatch_raises() -> None:
     layers = [rnn_params(1, seed=40), rnn_params(1, seed=50, d=H, h=H - 1)]
     h0s = [rand(N, H, seed=22), rand(N, H - 1, seed=23)]
     with pytest.raises(ValueError, match="equal input and output sizes"):
-        ref.stacked_rnn_forward(rand(N, T, D, seed=21), h0s, layers, residual=True)
+        deep.stacked_rnn_forward(rand(N, T, D, seed=21), h0s, layers, residual=True)
 
 
 def test_highway_formula_and_limits() -> None:
     x = rand(N, D, seed=24)
     W_h, b_h, W_t = rand(D, D, seed=25), rand(D, seed=26), rand(D, D, seed=27)
-    closed = ref.highway_forward(x, W_h, b_h, W_t, torch.full((D,), -1e3, dtype=torch.float64))
-    opened = ref.highway_forward(x, W_h, b_h, W_t, torch.full((D,), 1e3, dtype=torch.float64))
+    closed = deep.highway_forward(x, W_h, b_h, W_t, torch.full((D,), -1e3, dtype=torch.float64))
+    opened = deep.highway_forward(x, W_h, b_h, W_t, torch.full((D,), 1e3, dtype=torch.float64))
     torch.testing.assert_close(closed, x)  # gate shut: the input is carried
     torch.testing.assert_close(opened, torch.tanh(x @ W_h + b_h))
 

@@ -15,7 +15,7 @@ import numpy as np
 Case = dict[str, Any]
 
 
-def _sizes(rng: np.random.Generator, hidden: bool) -> tuple[int, int, int, int]:
+def sizes(rng: np.random.Generator, hidden: bool) -> tuple[int, int, int, int]:
     """``(N, T, D, H)``: small fixed sizes in public cases, random (and odd) in hidden ones."""
     if not hidden:
         return 3, 4, 5, 6
@@ -23,7 +23,7 @@ def _sizes(rng: np.random.Generator, hidden: bool) -> tuple[int, int, int, int]:
     return N, T, D, H
 
 
-def _weights(rng: np.random.Generator, D: int, H: int, gates: int) -> Case:
+def weights(rng: np.random.Generator, D: int, H: int, gates: int) -> Case:
     """``Wx (D, G*H), Wh (H, G*H), b (G*H,)``, scaled so gates are neither flat nor saturated."""
     return {
         "Wx": rng.normal(scale=0.6, size=(D, gates * H)),
@@ -33,10 +33,10 @@ def _weights(rng: np.random.Generator, D: int, H: int, gates: int) -> Case:
 
 
 def rnn_like(rng: np.random.Generator, hidden: bool, *, gates: int, step: bool) -> Case:
-    N, T, D, H = _sizes(rng, hidden)
+    N, T, D, H = sizes(rng, hidden)
     case: Case = {"x": rng.normal(size=(N, D) if step else (N, T, D))}
     case["h_prev" if step else "h0"] = rng.normal(scale=0.5, size=(N, H))
-    case.update(_weights(rng, D, H, gates))
+    case.update(weights(rng, D, H, gates))
     return case
 
 
@@ -107,60 +107,6 @@ def gru_step(rng, hidden, backward):  # type: ignore[no-untyped-def]
     return case
 
 
-def _params(rng: np.random.Generator, D: int, H: int) -> list[np.ndarray]:
-    w = _weights(rng, D, H, 1)
-    return [w["Wx"], w["Wh"], w["b"]]
-
-
-def birnn(rng: np.random.Generator, hidden: bool) -> Case:
-    N, T, D, H = _sizes(rng, hidden)
-    return {
-        "x": rng.normal(size=(N, T, D)),
-        "h0_fwd": rng.normal(scale=0.5, size=(N, H)),
-        "h0_bwd": rng.normal(scale=0.5, size=(N, H)),
-        "params_fwd": _params(rng, D, H),
-        "params_bwd": _params(rng, D, H),
-    }
-
-
-def stacked(rng: np.random.Generator, hidden: bool, index: int) -> Case:
-    N, T, D, H = _sizes(rng, hidden)
-    L = 3 if not hidden else int(rng.integers(1, 5))
-    residual = index % 2 == 1
-    # residual stacks keep one size (so a residual wrongly added to layer 0 gives wrong
-    # values, not a crash); plain stacks change the size from layer to layer
-    sizes = [H] * (L + 1) if residual else [D] + [int(rng.integers(2, 8)) for _ in range(L)]
-    return {
-        "x": rng.normal(size=(N, T, sizes[0])),
-        "h0s": [rng.normal(scale=0.5, size=(N, sizes[l + 1])) for l in range(L)],
-        "layers": [_params(rng, sizes[l], sizes[l + 1]) for l in range(L)],
-        "residual": residual,
-    }
-
-
-def stacked_mismatch(rng: np.random.Generator) -> Case:
-    """A residual stack whose second layer changes the size: must raise ``ValueError``."""
-    N, T, D = 2, 3, 4
-    sizes = [D, 5, 3]
-    return {
-        "x": rng.normal(size=(N, T, D)),
-        "h0s": [rng.normal(size=(N, s)) for s in sizes[1:]],
-        "layers": [_params(rng, sizes[l], sizes[l + 1]) for l in range(2)],
-        "residual": True,
-    }
-
-
-def highway(rng: np.random.Generator, hidden: bool) -> Case:
-    N, _, D, _ = _sizes(rng, hidden)
-    return {
-        "x": rng.normal(size=(N, D)),
-        "W_h": rng.normal(scale=0.7, size=(D, D)),
-        "b_h": rng.normal(scale=0.3, size=D),
-        "W_t": rng.normal(scale=0.7, size=(D, D)),
-        "b_t": rng.normal(scale=0.5, size=D) - 1.0,
-    }
-
-
 # --------------------------------------------------------------------------- costly hidden cases
 # One hidden case per backward check is large: a real backward pass (about three times the
 # forward's work) takes milliseconds, while differentiating the forward numerically needs
@@ -172,7 +118,7 @@ def cost_rnn_step(rng: np.random.Generator) -> Case:
     """One RNN step with N = D = H = 256: 131 072 weight entries."""
     N, D, H = 256, 256, 256
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
-    case.update(_weights(rng, D, H, 1))
+    case.update(weights(rng, D, H, 1))
     case["dh_next"] = rng.normal(size=(N, H))
     return case
 
@@ -183,7 +129,7 @@ def cost_rnn_seq(rng: np.random.Generator, *, gates: int, upstream: str) -> Case
     N, T = (32, 64) if upstream == "dh" else (32, 128)
     D = H = (192 if gates == 1 else 128) if upstream == "dh" else 160
     case = {"x": rng.normal(size=(N, T, D)), "h0": rng.normal(scale=0.5, size=(N, H))}
-    case.update(_weights(rng, D, H, gates))
+    case.update(weights(rng, D, H, gates))
     case[upstream] = rng.normal(size=(N, T, H) if upstream == "dh" else (N, H))
     return case
 
@@ -192,7 +138,7 @@ def cost_gated_step(rng: np.random.Generator, *, gates: int) -> Case:
     """One LSTM (gates = 4) or GRU (gates = 3) step with N = 128, D = H = 160."""
     N, D, H = 128, 160, 160
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
-    case.update(_weights(rng, D, H, gates))
+    case.update(weights(rng, D, H, gates))
     if gates == 4:
         case["c_prev"] = rng.normal(size=(N, H))
         case["dc_next"] = rng.normal(size=(N, H))

@@ -19,17 +19,12 @@ import numpy as np
 import torch
 
 from rnn_grader.checks import reference as ref
-from rnn_grader.student import selfcheck
+from rnn_grader.checks.base import explain, t_
 
 Variants = dict[str, dict[str, Any]]
 
 GATES_LSTM = "ifgo"
 GATES_ORDERS = ["".join(p) for p in itertools.permutations(GATES_LSTM)]
-
-
-def explain(hint: str, fix: str) -> str:
-    """A mistake's key: the conceptual hint, then the exact fix (shown only on request)."""
-    return hint + selfcheck.FIX_MARK + fix
 
 
 #: The hint and the fix of every mistake, by the short name used below.
@@ -135,41 +130,6 @@ EXPLAINED: dict[str, str] = {
         "the gate blocks are read in another order than the contract's u, r, c",
         "the first H columns are u, the next H are r, the last H the candidate",
     ),
-    "the backward RNN reads x forward in time; it must read x[:, T-1], ..., x[:, 0]": explain(
-        "the second half equals a forward RNN with the backward weights: that direction must read"
-        " the sequence from its end",
-        "run the backward RNN on x[:, ::-1]",
-    ),
-    "the backward states are not flipped back: h[:, t, H:] is the state after reading x[:, "
-    "T-1..t]": explain(
-        "the backward half is right but reversed in time: position t must hold the state aligned "
-        "with x[:, t]",
-        "flip the backward RNN's states back with [:, ::-1] before concatenating",
-    ),
-    "the halves are swapped: h[:, :, :H] is the forward RNN, h[:, :, H:] the backward one": explain(
-        "both halves are right but in the wrong places",
-        "concatenate [forward, backward] along the last axis",
-    ),
-    "the backward RNN uses params_fwd; it has its own weights params_bwd": explain(
-        "the backward half uses the wrong parameters: the two directions have separate weights",
-        "run the backward RNN with params_bwd",
-    ),
-    "the residual is added to layer 0 too; only layers l > 0 add their input": explain(
-        "the first layer also adds its input: which layers may a residual skip?",
-        "add the input only for layers l > 0",
-    ),
-    "residual=True is ignored: layers l > 0 must output their states plus their input": explain(
-        "residual=True changes nothing in your output",
-        "for l > 0 with residual=True, pass up states + input",
-    ),
-    "the gate is swapped: t weights the transform tanh(x W_h + b_h), 1 - t carries x": explain(
-        "the gate weights the wrong branch: t = 1 must pass the transform",
-        "y = t * tanh(x @ W_h + b_h) + (1 - t) * x",
-    ),
-    "the transform uses the gate's weights or the gate uses tanh; t = σ(x W_t + b_t)": explain(
-        "the gate is computed with the wrong nonlinearity or weights",
-        "t = sigmoid(x @ W_t + b_t), transform tanh(x @ W_h + b_h)",
-    ),
 }
 
 
@@ -186,14 +146,6 @@ def explained(fn: Callable[[dict[str, Any]], Variants]) -> Callable[[dict[str, A
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
-
-
-def _t(a: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a, dtype=np.float64))
-
-
-def _np(d: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {k: v.detach().numpy() for k, v in d.items()}
 
 
 # --------------------------------------------------------------------------- tanh RNN
@@ -263,7 +215,7 @@ def rnn_step_backward(case: dict[str, Any]) -> Variants:
 
 
 def rnn_forward(case: dict[str, Any]) -> Variants:
-    h = ref.rnn_forward(*(_t(case[k]) for k in ("x", "h0", "Wx", "Wh", "b"))).numpy()
+    h = ref.rnn_forward(*(t_(case[k]) for k in ("x", "h0", "Wx", "Wh", "b"))).numpy()
     h0 = case["h0"][:, None]
     return {
         "h0 is included in the output: h[:, t] is the state AFTER reading x[:, t]": {
@@ -290,7 +242,7 @@ def rnn_backward(case: dict[str, Any]) -> Variants:
 
 
 def grad_norms_through_time(case: dict[str, Any]) -> Variants:
-    args = [_t(case[k]) for k in ("dh_last", "x", "h0", "Wx", "Wh", "b")]
+    args = [t_(case[k]) for k in ("dh_last", "x", "h0", "Wx", "Wh", "b")]
     norms = ref.grad_norms_through_time(*args).numpy()
     h = ref.rnn_forward(*args[1:]).numpy()
     g, plain = case["dh_last"], [np.linalg.norm(case["dh_last"])]
@@ -371,8 +323,8 @@ def lstm_step_forward(case: dict[str, Any]) -> Variants:
     H = case["h_prev"].shape[1]
     out = {}
     for order, inv in _lstm_orders(H):
-        w = [_t(_permute(case[k], inv, H)) for k in ("Wx", "Wh", "b")]
-        h, c = ref.lstm_step_forward(_t(case["x"]), _t(case["h_prev"]), _t(case["c_prev"]), *w)
+        w = [t_(_permute(case[k], inv, H)) for k in ("Wx", "Wh", "b")]
+        h, c = ref.lstm_step_forward(t_(case["x"]), t_(case["h_prev"]), t_(case["c_prev"]), *w)
         out[_order_hint(order)] = {"h_next": h.numpy(), "c_next": c.numpy()}
     return out
 
@@ -416,9 +368,9 @@ def lstm_forward(case: dict[str, Any]) -> Variants:
     H = case["h0"].shape[1]
     out = {}
     for order, inv in _lstm_orders(H):
-        w = [_t(_permute(case[k], inv, H)) for k in ("Wx", "Wh", "b")]
-        out[_order_hint(order)] = {"h": ref.lstm_forward(_t(case["x"]), _t(case["h0"]), *w).numpy()}
-    h = ref.lstm_forward(*(_t(case[k]) for k in ("x", "h0", "Wx", "Wh", "b"))).numpy()
+        w = [t_(_permute(case[k], inv, H)) for k in ("Wx", "Wh", "b")]
+        out[_order_hint(order)] = {"h": ref.lstm_forward(t_(case["x"]), t_(case["h0"]), *w).numpy()}
+    h = ref.lstm_forward(*(t_(case[k]) for k in ("x", "h0", "Wx", "Wh", "b"))).numpy()
     out["h0 is included in the output: h[:, t] is the state AFTER reading x[:, t]"] = {
         "h": np.concatenate([case["h0"][:, None], h], axis=1)
     }
@@ -431,7 +383,7 @@ def _lstm_bptt_np(case: dict[str, Any], *, recurrent: bool = True, keep_step: in
     H = h0.shape[1]
     hs, cs = [h0], [np.zeros_like(h0)]
     for t in range(T):
-        hn, cn = ref.lstm_step_forward(_t(x[:, t]), _t(hs[-1]), _t(cs[-1]), _t(Wx), _t(Wh), _t(b))
+        hn, cn = ref.lstm_step_forward(t_(x[:, t]), t_(hs[-1]), t_(cs[-1]), t_(Wx), t_(Wh), t_(b))
         hs.append(hn.numpy())
         cs.append(cn.numpy())
     dx = np.zeros_like(x)
@@ -491,7 +443,7 @@ _GRU_MISTAKES = {
 
 
 def gru_step_forward(case: dict[str, Any]) -> Variants:
-    args = [_t(case[k]) for k in ("x", "h_prev", "Wx", "Wh", "b")]
+    args = [t_(case[k]) for k in ("x", "h_prev", "Wx", "Wh", "b")]
     return {hint: {"h_next": _gru_wrong(*args, **kw).numpy()} for hint, kw in _GRU_MISTAKES.items()}
 
 
@@ -499,73 +451,7 @@ def gru_step_backward(case: dict[str, Any]) -> Variants:
     names = ("x", "h_prev", "Wx", "Wh", "b")
     out = {}
     for hint, kw in _GRU_MISTAKES.items():
-        leaves = [_t(case[k]).requires_grad_(True) for k in names]
-        grads = torch.autograd.grad(_gru_wrong(*leaves, **kw), leaves, _t(case["dh_next"]))
+        leaves = [t_(case[k]).requires_grad_(True) for k in names]
+        grads = torch.autograd.grad(_gru_wrong(*leaves, **kw), leaves, t_(case["dh_next"]))
         out[hint] = {"d" + k: g.numpy() for k, g in zip(names, grads, strict=True)}
     return out
-
-
-# --------------------------------------------------------------------------- deep and bidirectional
-
-
-def birnn_forward(case: dict[str, Any]) -> Variants:
-    x, hf, hb = _t(case["x"]), _t(case["h0_fwd"]), _t(case["h0_bwd"])
-    pf, pb = [_t(p) for p in case["params_fwd"]], [_t(p) for p in case["params_bwd"]]
-    fwd = ref.rnn_forward(x, hf, *pf)
-    rev = ref.rnn_forward(x.flip(1), hb, *pb)
-    good_b = rev.flip(1)
-    return {
-        "the backward RNN reads x forward in time; it must read x[:, T-1], ..., x[:, 0]": {
-            "h": torch.cat([fwd, ref.rnn_forward(x, hb, *pb)], 2).numpy()
-        },
-        "the backward states are not flipped back: h[:, t, H:] is the state after reading "
-        "x[:, T-1..t]": {"h": torch.cat([fwd, rev], 2).numpy()},
-        "the halves are swapped: h[:, :, :H] is the forward RNN, h[:, :, H:] the backward one": {
-            "h": torch.cat([good_b, fwd], 2).numpy()
-        },
-        "the backward RNN uses params_fwd; it has its own weights params_bwd": {
-            "h": torch.cat([fwd, ref.rnn_forward(x.flip(1), hb, *pf).flip(1)], 2).numpy()
-        },
-    }
-
-
-def stacked_rnn_forward(case: dict[str, Any]) -> Variants:
-    if not case["residual"]:
-        return {}
-    x = _t(case["x"])
-    h0s = [_t(h) for h in case["h0s"]]
-    layers = [[_t(p) for p in ps] for ps in case["layers"]]
-    every, none = x, x
-    try:
-        for h0, ps in zip(h0s, layers, strict=True):
-            every = ref.rnn_forward(every, h0, *ps) + every
-            none = ref.rnn_forward(none, h0, *ps)
-    except (ValueError, RuntimeError):  # sizes that do not allow residuals: no variants
-        return {}
-    return {
-        "the residual is added to layer 0 too; only layers l > 0 add their input": {
-            "h": every.numpy()
-        },
-        "residual=True is ignored: layers l > 0 must output their states plus their input": {
-            "h": none.numpy()
-        },
-    }
-
-
-def highway_forward(case: dict[str, Any]) -> Variants:
-    x, Wh, bh, Wt, bt = (case[k] for k in ("x", "W_h", "b_h", "W_t", "b_t"))
-    t = 1 / (1 + np.exp(-(x @ Wt + bt)))
-    return {
-        "the gate is swapped: t weights the transform tanh(x W_h + b_h), 1 - t carries x": {
-            "y": (1 - t) * np.tanh(x @ Wh + bh) + t * x
-        },
-        "the transform uses the gate's weights or the gate uses tanh; t = σ(x W_t + b_t)": {
-            "y": np.tanh(x @ Wt + bt) * np.tanh(x @ Wh + bh) + (1 - np.tanh(x @ Wt + bt)) * x
-        },
-    }
-
-
-def variants(name: str, case: dict[str, Any]) -> Variants:
-    """``{hint: wrong outputs}`` for check ``name`` on ``case`` (empty when none is known)."""
-    fn = globals().get(name)
-    return fn(case) if callable(fn) and name != "variants" else {}

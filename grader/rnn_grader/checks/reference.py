@@ -114,52 +114,6 @@ def gru_step_forward(
     return functional_call(cell, torch_layout(*lecture_gru_to_torch(Wx, Wh, b)), (x, h_prev))
 
 
-def birnn_forward(
-    x: Tensor, h0_fwd: Tensor, h0_bwd: Tensor, params_fwd: Params, params_bwd: Params
-) -> Tensor:
-    """``h (N, T, 2H)`` of a bidirectional tanh RNN, by ``rnn_course.RNN(bidirectional=True)``."""
-    D, H = x.shape[-1], h0_fwd.shape[-1]
-    layer = _birnn(D, H)
-    params = torch_layout(*params_fwd, "_l0") | torch_layout(*params_bwd, "_l0_reverse")
-    out, _ = functional_call(layer, params, (x, torch.stack([h0_fwd, h0_bwd])))
-    return out
-
-
-@functools.cache
-def _birnn(D: int, H: int) -> nn.Module:
-    return RNN(D, H, batch_first=True, bidirectional=True, dtype=F64)
-
-
-def stacked_rnn_forward(
-    x: Tensor, h0s: Sequence[Tensor], layers: Sequence[Params], residual: bool = False
-) -> Tensor:
-    """The top layer's states ``(N, T, H_L)`` of stacked tanh RNNs (sizes may change per layer).
-
-    Each layer is an :class:`rnn_course.RNN`; with ``residual`` a layer ``l > 0`` passes up
-    its states plus its input (``skip="residual"`` of the package's stacks), which needs
-    equal sizes (``ValueError`` otherwise).
-    """
-    out = x
-    for l, (h0, params) in enumerate(zip(h0s, layers, strict=True)):
-        h = rnn_forward(out, h0, *params)  # (N, T, H_l)
-        if residual and l > 0:
-            if h.shape != out.shape:
-                raise ValueError(
-                    f"a residual layer needs equal input and output sizes, layer {l} maps "
-                    f"{out.shape[-1]} to {h.shape[-1]}"
-                )
-            h = h + out
-        out = h
-    return out
-
-
-def highway_forward(x: Tensor, W_h: Tensor, b_h: Tensor, W_t: Tensor, b_t: Tensor) -> Tensor:
-    """Highway layer: ``t ⊙ tanh(x W_h + b_h) + (1 − t) ⊙ x`` with ``t = σ(x W_t + b_t)``."""
-    # the package's highway skip: lerp(u, h, t) = t ⊙ h + (1 − t) ⊙ u
-    t = torch.sigmoid(x @ W_t + b_t)
-    return torch.lerp(x, torch.tanh(x @ W_h + b_h), t)
-
-
 def clip_grad_norm(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor], float]:
     """The contract's rule: one global norm; scale by ``max_norm / norm`` if ``norm > max_norm``.
 

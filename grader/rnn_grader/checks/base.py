@@ -1,0 +1,135 @@
+"""What every check is made of: the :class:`Check` record, and helpers to build one.
+
+A check's call description (:func:`step`, :func:`forward_call`, :func:`backward_call`)
+is plain data for the driver (``selfcheck.run``); its reference is computed by
+:mod:`torch` in float64 (:func:`forward_reference`, and :func:`backward_reference` by
+autograd); a known mistake is keyed by its hint and its fix (:func:`explain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnn_grader.checks import reference as ref
+from rnn_grader.student import selfcheck
+
+Case = dict[str, Any]
+N_PUBLIC, N_HIDDEN = 2, 5
+
+
+def explain(hint: str, fix: str) -> str:
+    """A mistake's key: the conceptual hint, then the exact fix (shown only on request)."""
+    return hint + selfcheck.FIX_MARK + fix
+
+
+@dataclass(frozen=True)
+class Check:
+    """Everything the grader and the public self-check need to know about one graded function.
+
+    * ``call``: plain data saying which of the student's functions to call, with which
+      inputs, and which returned values are graded (interpreted by ``selfcheck.run``);
+    * ``make``: the input generator, public or hidden (``make(rng, hidden, index)``);
+    * ``reference``: the expected outputs, from the companion package's layers and autograd;
+    * ``hint``: what to check when the outputs match no known mistake;
+    * ``mistakes``: outputs of known wrong versions, so a message can name the mistake;
+    * ``cost``: for a backward function, a large hidden case that only a real backward
+      pass finishes within the per-check time limit;
+    * ``extra_hidden``: one more hidden case of a special kind (e.g. one that must raise).
+
+    Public cases are seeded by the check's name; hidden ones by the course secret
+    (:mod:`rnn_grader.secret`), so they differ from course to course.
+    """
+
+    name: str
+    assignment: str
+    call: dict[str, Any]  # plain data for selfcheck.run
+    make: Callable[[np.random.Generator, bool, int], Case]
+    reference: Callable[[Case], dict[str, Any]]
+    hint: str
+    mistakes: Callable[[Case], dict[str, dict[str, Any]]] = lambda case: {}
+    cost: Callable[[np.random.Generator], Case] | None = None
+    extra_hidden: Callable[[np.random.Generator], Case] | None = None
+
+    def functions(self) -> list[str]:
+        """The student functions this check calls, in order."""
+        return [step["function"] for step in self.call["steps"]]
+
+    def cases(self, *, hidden: bool, secret: bytes | None = None) -> list[Case]:
+        """The public cases, or the hidden ones drawn from ``secret``."""
+        if hidden:
+            if not secret:
+                raise ValueError("hidden cases need the course secret")
+            digest = hmac.new(secret, f"{self.name}/hidden".encode(), hashlib.sha256).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
+        else:
+            rng = np.random.default_rng(zlib.crc32(f"{self.name}/public".encode()))
+        out = [self.make(rng, hidden, i) for i in range(N_HIDDEN if hidden else N_PUBLIC)]
+        if hidden and self.extra_hidden is not None:
+            out.append(self.extra_hidden(rng))
+        if hidden and self.cost is not None:
+            out.append(self.cost(rng))
+        return out
+
+    def expected(self, case: Case) -> dict[str, Any]:
+        """The reference outputs on ``case`` (NumPy float64, or ``{"raised": ...}``)."""
+        return self.reference(case)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def t_(a: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def to_np(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().numpy()
+    if isinstance(value, dict):
+        return {k: to_np(v) for k, v in value.items()}
+    return value
+
+
+def forward_reference(fn: Callable[..., Any], keys: tuple[str, ...], names: tuple[str, ...]):
+    def reference(case: Case) -> dict[str, Any]:
+        out = fn(*(t_(case[k]) for k in keys))
+        outs = out if isinstance(out, tuple) else (out,)
+        return {n: to_np(o) for n, o in zip(names, outs, strict=True)}
+
+    return reference
+
+
+def backward_reference(fn: Callable[..., Any], keys: tuple[str, ...], upstream: tuple[str, ...]):
+    def reference(case: Case) -> dict[str, Any]:
+        grads = ref.vjp(fn, {k: t_(case[k]) for k in keys}, [t_(case[u]) for u in upstream])
+        return to_np(grads)
+
+    return reference
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def step(function: str, args: tuple[str, ...], returns: tuple[str, ...], **kw: Any) -> dict:
+    return {"function": function, "args": list(args), "returns": list(returns), **kw}
+
+
+def forward_call(function: str, args: tuple[str, ...], outputs: tuple[str, ...], cache: bool):
+    returns = (*outputs, "cache") if cache else outputs
+    return {"steps": [step(function, args, returns)], "outputs": list(outputs)}
+
+
+def backward_call(forward: dict, function: str, upstream: tuple[str, ...], outputs: tuple):
+    first = forward["steps"][0]
+    return {
+        "steps": [first, step(function, (*upstream, "cache"), outputs)],
+        "outputs": list(outputs),
+    }
