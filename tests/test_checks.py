@@ -50,9 +50,12 @@ def run_check(name: str, ns: dict, *, hidden: bool = False) -> str:
 
 
 def failure(name: str, ns: dict, *, hidden: bool = False) -> str:
+    """The failure message of check ``name``, its wrapped lines joined back into one."""
     with pytest.raises(AssertionError) as info:
         run_check(name, ns, hidden=hidden)
-    return str(info.value)
+    message = str(info.value)
+    assert all(len(line) <= selfcheck.WIDTH for line in message.splitlines()), message
+    return " ".join(message.split())
 
 
 def is_plain(value: object) -> bool:
@@ -155,7 +158,7 @@ def test_each_mistake_fails_exactly_its_checks_with_a_hint(m: fx.Mistake) -> Non
             run_check(name, ns)
             run_check(name, ns, hidden=True)
         except AssertionError as exc:
-            failed[f"test_{name}"] = str(exc)
+            failed[f"test_{name}"] = " ".join(str(exc).split())
     assert set(failed) == m.breaks
     assert "HINT:" in failed[m.hint_test]
     assert m.hint in failed[m.hint_test]
@@ -198,7 +201,7 @@ HIGHWAY_SHAPE = HIGHWAY_CASE["x"].shape
 def test_outputs_of_the_wrong_kind_give_a_message(returned: object, phrase: str) -> None:
     with pytest.raises(AssertionError) as info:
         checks.compare("highway_forward", {"y": returned}, HIGHWAY_WANT, case_label="public case 1")
-    assert phrase in str(info.value)
+    assert phrase in " ".join(str(info.value).split())
     assert "HINT:" in str(info.value)
 
 

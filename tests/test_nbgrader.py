@@ -174,8 +174,10 @@ def test_mistakes_lose_exactly_the_broken_tests_with_hints(graded: dict, assignm
         assert {g for g, s in scores[student].items() if s == 0} == broken, names
         assert all(scores[student][g] == full[g] for g in set(full) - broken), names
         nb = fx.load(course / "autograded" / student / assignment / f"{assignment}.ipynb")
-        outputs = {
-            fx.grade_id(c): json.dumps(c.get("outputs", [])) for c in nb["cells"] if fx.grade_id(c)
+        outputs = {  # messages with their wrapped lines joined back
+            fx.grade_id(c): " ".join(json.dumps(c.get("outputs", [])).replace("\\n", " ").split())
+            for c in nb["cells"]
+            if fx.grade_id(c)
         }
         for m in fx.combined(names):
             assert m.hint in outputs[m.hint_test], (m.name, outputs[m.hint_test][:2000])

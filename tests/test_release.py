@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbclient
 import nbformat
 import numpy as np
 import pytest
@@ -223,6 +224,44 @@ def test_released_notebook_completes_without_torch(assignment: str, tmp_path: Pa
         text=True,
     )
     assert probe.returncode != 0 and "not installed in a student's environment" in probe.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_check_shows_its_message_without_the_checkers_frames(tmp_path: Path) -> None:
+    a = "rnn_bptt"
+    folder = tmp_path / a
+    folder.mkdir()
+    for name in STUDENT_FILES:
+        (folder / name).write_bytes((ROOT / "assignments" / a / name).read_bytes())
+    sources = fx.mistake("h0_in_output").apply(fx.solution_sources(ROOT, a))
+    (folder / f"{a}.ipynb").write_text(json.dumps(fx.notebook_with(ROOT, a, sources)))
+    client = nbclient.NotebookClient(
+        nbformat.read(folder / f"{a}.ipynb", as_version=4),
+        timeout=300,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(folder)}},
+    )
+    executed = client.execute()
+    (cell,) = [c for c in executed.cells if fx.grade_id(c) == "test_rnn_forward"]
+    (error,) = [o for o in cell.outputs if o.output_type == "error"]
+    text = "\n".join(error.traceback)
+    assert error.ename == "CheckFailed"
+    assert "selfcheck.py" not in text and "File " not in text and "Traceback" not in text
+    assert "rnn_forward (public case 1)" in text and "HINT:" in text
+    assert max(len(line) for line in text.splitlines()) <= selfcheck.WIDTH
+    # nbgrader validate prints the same message, no line cut short
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "nbgrader"), "validate", f"{a}.ipynb"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
+    assert "HINT:" in done.stdout
+    message = [ln for ln in done.stdout.splitlines() if ln.startswith("    ")]
+    assert message and not any(ln.endswith("...") for ln in message), done.stdout
 
 
 def test_setup_bench_measures_both_setups(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ In the notebook::
     check("rnn_step_forward")          # all public cases; raises AssertionError on a difference
 
 ``numerical_gradient(f, x, df)`` estimates the gradient of ``sum(df * f(x))`` with respect
-to ``x`` by centered differences; ``relative_error(a, b)`` compares two gradients.
+to ``x`` by centered differences; ``relative_error(a, b)`` compares two gradients, and
+``gradient_errors(analytic, numeric, blocks)`` tabulates the errors per parameter and gate
+block.
 """
 
 import contextlib
@@ -21,6 +23,7 @@ import io
 import json
 import numbers
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -212,6 +215,43 @@ def run(call, namespace, case):
 # --------------------------------------------------------------------------- comparing
 
 
+#: Widest line of a message: `nbgrader validate` cuts its lines at 87 characters,
+#: indentation included.
+WIDTH = 82
+
+
+def wrap(text, width=WIDTH):
+    """``text`` with every line wrapped to ``width``, continuations indented under it."""
+    out = []
+    for line in str(text).splitlines() or [""]:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        body = line.lstrip()
+        lead = " " * (len(line) - len(body))
+        more = lead + ("      " if body.startswith(("HINT:", "NOTE:", "FIX:")) else "  ")
+        out += textwrap.wrap(
+            body,
+            width,
+            initial_indent=lead,
+            subsequent_indent=more,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [line]
+    return "\n".join(out)
+
+
+class CheckFailed(AssertionError):
+    """A public case of a check failed. In Jupyter only the message is shown.
+
+    IPython shows an exception with ``_render_traceback_`` as the lines it returns, so a
+    failing ``check("f")`` prints what differs and the hint, not the checker's own frames.
+    """
+
+    def _render_traceback_(self):
+        return ["CheckFailed:", *str(self).splitlines()]
+
+
 def _fail(prefix, message, hint, explain=False):
     """The failure: what differs, then the hint; the exact fix only when asked for."""
     concept, _, fix = hint.partition(FIX_MARK)
@@ -220,7 +260,7 @@ def _fail(prefix, message, hint, explain=False):
         text += f"{FIX_MARK}{fix}"
     elif fix:
         text += f"\n  (check({prefix.split(' ')[0]!r}, explain=True) shows how to fix it)"
-    return AssertionError(text)
+    return CheckFailed(wrap(text))
 
 
 def _is_real(value):
@@ -302,8 +342,20 @@ def _ranges(indices):
     return ", ".join(out)
 
 
+def _features(wrong, time_axis):
+    """Which features (last axis) differ, when some are right: ``features 6..11 differ``."""
+    if wrong.ndim < 2 or wrong.shape[-1] < 2 or wrong.ndim - 1 == time_axis:
+        return []
+    per_f = wrong.reshape(-1, wrong.shape[-1]).any(axis=0)
+    bad = [int(f) for f in np.flatnonzero(per_f)]
+    good = [int(f) for f in np.flatnonzero(~per_f)]
+    if not bad or not good:
+        return []
+    return [f"features {_ranges(bad)} differ, features {_ranges(good)} are right"]
+
+
 def _where(got, want, sizes):
-    """Where an array differs: the time steps that are wrong, or a common factor."""
+    """Where an array differs: the time steps, the features, or a common factor."""
     wrong = ~np.isclose(got, want, rtol=RTOL, atol=ATOL)
     T, N = sizes.get("T"), sizes.get("N")
     notes = []
@@ -321,6 +373,7 @@ def _where(got, want, sizes):
             notes.append(f"wrong at time steps {_ranges(bad)}, right at {_ranges(good)}")
         else:
             notes.append("wrong at every time step")
+    notes += _features(wrong, time_axis)
     scale = float(np.vdot(want, want))
     if scale > 0:
         factor = float(np.vdot(got, want)) / scale
@@ -368,7 +421,7 @@ def compare(
     if ERROR_KEY in outputs:
         message = str(outputs[ERROR_KEY])
         if "HINT:" in message:
-            raise AssertionError(f"{prefix}: {message}")
+            raise CheckFailed(wrap(f"{prefix}: {message}"))
         raise _fail(
             prefix,
             message,
@@ -532,7 +585,7 @@ def run_check(name, namespace, data=None, *, explain=False, dependencies=True):
                 notes = _failing_dependencies(name, namespace, data) if dependencies else []
                 if not notes:
                     raise
-                raise AssertionError(f"{exc}\n  NOTE: {' '.join(notes)}") from None
+                raise CheckFailed(wrap(f"{exc}\n  NOTE: {' '.join(notes)}")) from None
     return f"{name}: all {len(spec['cases'])} public cases passed"
 
 
@@ -608,6 +661,37 @@ def numerical_gradient(f, x, df, h=1e-5):
         x[i] = old
         grad[i] = (plus - minus) / (2 * h)
     return grad
+
+
+def gradient_errors(analytic, numeric, blocks=None):
+    """A table of relative errors per parameter and, for stacked gates, per gate block.
+
+    Args:
+        analytic: ``{name: gradient}`` from your backward function.
+        numeric: ``{name: gradient}`` from :func:`numerical_gradient`, same names.
+        blocks: ``{name: ["i", "f", "g", "o"]}`` for arrays whose last axis holds one
+            block of columns per gate: each block gets its own line, so a bug in one
+            gate's gradient shows where it is.
+
+    Returns the table as text (``print`` it): one line per parameter or block, the
+    largest relative error, and ``<-- check this`` where it is above ``1e-7``.
+    """
+    lines = [f"{'gradient':<10} {'block':<6} relative error"]
+    for name in analytic:
+        a, n = np.asarray(analytic[name]), np.asarray(numeric[name])
+        parts = [("", a, n)]
+        labels = (blocks or {}).get(name)
+        if labels and a.shape[-1] % len(labels) == 0:
+            k = a.shape[-1] // len(labels)
+            parts = [
+                (label, a[..., i * k : (i + 1) * k], n[..., i * k : (i + 1) * k])
+                for i, label in enumerate(labels)
+            ]
+        for label, ga, gn in parts:
+            err = relative_error(ga, gn)
+            flag = "  <-- check this" if err > 1e-7 else ""
+            lines.append(f"{name:<10} {label:<6} {err:.2e}{flag}")
+    return "\n".join(lines)
 
 
 def relative_error(a, b):
