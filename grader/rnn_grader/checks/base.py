@@ -22,12 +22,35 @@ from rnn_grader.checks import reference as ref
 from rnn_grader.student import selfcheck
 
 Case = dict[str, Any]
+Variants = dict[str, dict[str, Any]]  # a known mistake's outputs, keyed by its hint and fix
 N_PUBLIC, N_HIDDEN = 2, 5
 
 
 def explain(hint: str, fix: str) -> str:
     """A mistake's key: the conceptual hint, then the exact fix (shown only on request)."""
     return hint + selfcheck.FIX_MARK + fix
+
+
+def explained(table: dict[str, str]) -> Callable[[Callable[[Case], Variants]], Callable]:
+    """Key a mistakes function's outputs by hint and fix, looked up in ``table``.
+
+    The function returns ``{short name: outputs}``; trailing spaces after a short name keep
+    two variants of one mistake apart and survive the lookup.
+    """
+
+    def decorate(fn: Callable[[Case], Variants]) -> Callable[[Case], Variants]:
+        def wrapper(case: Case) -> Variants:
+            out = {}
+            for key, outputs in fn(case).items():
+                core = key.rstrip(" ")
+                out[table.get(core, core) + key[len(core) :]] = outputs
+            return out
+
+        wrapper.__name__ = fn.__name__
+        wrapper.__doc__ = fn.__doc__
+        return wrapper
+
+    return decorate
 
 
 @dataclass(frozen=True)
