@@ -147,9 +147,11 @@ class _Run:
         self.optional_spent = 0.0  # seconds the optional cells of this run took
 
     def _timeout(self, step: Step | None) -> float:
-        return (
-            self.limits.check_timeout if step and step.kind == "check" else self.limits.cell_timeout
-        )
+        """A cell's limit, or a check's: the check limit times the call's ``time_factor``."""
+        if step is None or step.kind != "check":
+            return self.limits.cell_timeout
+        factor = float(self.checks.get(step.check, {}).get("call", {}).get("time_factor", 1))
+        return self.limits.check_timeout * factor
 
     def go(self, report: PhaseReport, optional_seconds: float) -> Failure | None:
         """Run the worker to the end; the failure that stopped it early, if any.
