@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnn_course.bptt import detach_state
 from rnn_course.language.corpus import (
     CORPUS_PATH,
     VALID_EVERY,
@@ -20,7 +21,6 @@ from rnn_course.language.corpus import (
     split_corpus,
 )
 from rnn_course.language.models import CharLM
-from rnn_course.language.training import detach_state
 
 PAGE = """---
 jupytext:
