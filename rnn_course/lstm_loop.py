@@ -20,8 +20,11 @@ on a contiguous row beats two calls on strided blocks. In the backward pass the 
 whose gradient scales with ``dc`` are contiguous. :func:`to_oifg` makes the layout from a
 weight or bias; autograd carries the reordering and the factor 2 back to the parameters.
 
-All buffers are in time order; the backward direction (``reverse=True``) only visits the
-steps from last to first, so that nothing is flipped.
+All buffers hold the rows of every step one after the other, in time order, as
+:mod:`rnn_course.schedule` lays them out for a padded or a packed batch: the backward
+direction only visits the steps from last to first, so that nothing is flipped, and a
+packed batch runs at each step only the rows whose sequences have not ended. The loops
+run over the schedule's segments, which for a padded batch are its steps.
 
 Forward, per step (``s`` is the processing order):
 
@@ -50,14 +53,14 @@ Python's cyclic garbage collector is paused while the loops run
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnn_course.loop_context import loop_context, step_views
+from rnn_course.loop_context import loop_context
+from rnn_course.schedule import Schedule, run_steps
 
 
 def to_oifg(w: Tensor) -> Tensor:
@@ -83,100 +86,109 @@ def _forward_steps(
     tcs: Tensor,
     hs: Tensor,
     h0: Tensor,
+    c0: Tensor,
     w_hh: Tensor,
-    reverse: bool,
+    schedule: Schedule,
     factors: tuple[Tensor, Tensor] | None = None,
 ) -> None:
-    """The forward recursion, in place: ``gates`` holds ``xw`` on entry, activations on exit.
+    """The forward recursion, in place: ``gates (P, 4H)`` holds ``xw``, then activations.
 
-    ``cs[0]`` (``cs[T]`` for ``reverse``) holds ``c0`` on entry. With ``factors`` (``coef``
-    and ``o_dtanh``, see :func:`_local_factors`) each step also writes its local factors,
-    while its activations are in the cache. Every per-step view is local to this function,
-    so all of them are freed when it returns (see :mod:`rnn_course.loop_context`).
+    ``cs``, ``tcs`` and ``hs`` (each ``(P, H)``) receive ``c_s``, ``tanh(c_s)`` and ``h_s``.
+    With ``factors`` (``coef`` and ``o_dtanh``, see :func:`_local_factors`) each step also
+    writes its local factors, while its activations are in the cache. Every per-step view is
+    local to this function, so all of them are freed when it returns (see
+    :mod:`rnn_course.loop_context`).
     """
-    T, H = gates.shape[0], gates.shape[2] // 4
+    H = hs.shape[1]
     zero, minus_one = (gates.new_full((), v) for v in (0.0, -1.0))
     w_hh_t = w_hh.t()
+    views = schedule.views
 
-    steps = partial(step_views, reverse=reverse)
-
-    # per-step views in processing order, made once (unbind is one call for T steps);
-    # C[s] is the cell before step s and C[s + 1] the cell after it
-    A, IF = steps(gates), steps(gates[..., H : 3 * H])
-    O, I, F, G_ = (steps(v) for v in gates.split(H, dim=2))
-    C, TC, HS = steps(cs), steps(tcs), steps(hs)
+    # per-segment views in processing order (a segment is a step of a padded batch), made
+    # once; H0[k] and C0[k] are the states segment k starts from
+    A, IF = views(gates), views(gates[:, H : 3 * H])
+    O, I, F, G_ = (views(v) for v in gates.split(H, dim=1))
+    TC = views(tcs)
+    HS, H0 = schedule.with_prev(hs, h0)
+    C, C0 = schedule.with_prev(cs, c0)
     if factors is not None:
         coef, o_dtanh = factors
-        K_O, K_I, K_F, K_G, K_C = (steps(v) for v in coef.split(H, dim=2))
-        K_IF, ODT = steps(coef[..., H : 3 * H]), steps(o_dtanh)
-    h = h0
-    for s in range(T):
+        K_O, K_I, K_F, K_G, K_C = (views(v) for v in coef.split(H, dim=1))
+        K_IF, ODT = views(coef[:, H : 3 * H]), views(o_dtanh)
+    for k in range(len(A)):
         # a = xw_s + W_hh h_{s-1}, then σ of all four blocks: (o, i, f, σ(2 a_g))
-        A[s].addmm_(h, w_hh_t).sigmoid_()
+        A[k].addmm_(H0[k], w_hh_t).sigmoid_()
         # g = 2 σ(2 a_g) − 1 = tanh(a_g)
-        g = torch.add(minus_one, G_[s], alpha=2, out=G_[s])
+        g = torch.add(minus_one, G_[k], alpha=2, out=G_[k])
         # c_s = f ⊙ c_{s-1} + i ⊙ g
-        c = torch.mul(F[s], C[s], out=C[s + 1]).addcmul_(I[s], g)
+        c = torch.mul(F[k], C0[k], out=C[k]).addcmul_(I[k], g)
         # h_s = o ⊙ tanh(c_s)
-        tc = torch.tanh(c, out=TC[s])
-        h = torch.mul(O[s], tc, out=HS[s])
+        tc = torch.tanh(c, out=TC[k])
+        h = torch.mul(O[k], tc, out=HS[k])
         if factors is not None:  # the same factors as _local_factors, for this step
-            torch.addcmul(h, h, O[s], value=-1, out=K_O[s])
-            torch.addcmul(IF[s], IF[s], IF[s], value=-1, out=K_IF[s])
-            K_I[s].mul_(g)
-            K_F[s].mul_(C[s])
-            torch.addcmul(minus_one, g, g, out=K_G[s])
-            torch.addcmul(zero, K_G[s], I[s], value=-0.5, out=K_G[s])
-            K_C[s].copy_(F[s])
-            torch.addcmul(O[s], h, tc, value=-1, out=ODT[s])
+            torch.addcmul(h, h, O[k], value=-1, out=K_O[k])
+            torch.addcmul(IF[k], IF[k], IF[k], value=-1, out=K_IF[k])
+            K_I[k].mul_(g)
+            K_F[k].mul_(C0[k])
+            torch.addcmul(minus_one, g, g, out=K_G[k])
+            torch.addcmul(zero, K_G[k], I[k], value=-0.5, out=K_G[k])
+            K_C[k].copy_(F[k])
+            torch.addcmul(O[k], h, tc, value=-1, out=ODT[k])
 
 
 def _backward_steps(
-    da: Tensor, coef: Tensor, o_dtanh: Tensor, w_hh: Tensor, d_cT: Tensor, reverse: bool
+    da: Tensor, coef: Tensor, o_dtanh: Tensor, w_hh: Tensor, d_cT: Tensor, schedule: Schedule
 ) -> None:
-    """The backward recursion, in place on ``da (T, N, 5H)``; per-step views stay local.
+    """The backward recursion, in place on ``da (P, 5H)``; per-step views stay local.
 
-    On entry ``da``'s first block holds ``dout`` (plus ``d_hT`` at the last processed step);
-    on exit its blocks hold ``(da_o, da_i, da_f, da_g, dc_{s-1})`` of every step.
+    On entry ``da``'s first block holds ``dout`` (plus ``d_hT`` where a state is final); on
+    exit its blocks hold ``(da_o, da_i, da_f, da_g, dc_{s-1})`` of every step.
     """
-    T, H = da.shape[0], da.shape[2] // 5
-    back = not reverse  # the backward pass visits the steps in the opposite order
+    H = da.shape[1] // 5
+    views = schedule.views
 
-    steps = partial(step_views, reverse=back)
-
-    DA, DA4 = steps(da), steps(da[..., : 4 * H])
-    DH, DH1 = steps(da[..., :H]), steps(da[..., :H].unsqueeze(2))
-    DC, DC4 = steps(da[..., 4 * H :].unsqueeze(2)), steps(da[..., H:].unflatten(-1, (4, H)))
-    COEF, ODT = steps(coef), steps(o_dtanh)
-    dc = d_cT.unsqueeze(1)  # (N, 1, H)
-    for k in range(T):  # k counts back from the last processed step
-        if k > 0:
+    DA, DH = views(da), views(da[:, :H])
+    DH1, DC4 = views(da[:, :H].unsqueeze(1)), views(da[:, H:].unflatten(-1, (4, H)))
+    COEF, ODT = views(coef), views(o_dtanh)
+    # the next step's (da_o, da_i, da_f, da_g), and its dc_{s-1}: the gradient of this
+    # step's cell (d_cT where the state is final)
+    _, NEXT_DA4 = schedule.with_next(da[:, : 4 * H])
+    _, NEXT_DC = schedule.with_next(da[:, 4 * H :].unsqueeze(1), d_cT.unsqueeze(1))
+    for k in reversed(range(len(DA))):  # the segments from the last processed one back
+        next_da = NEXT_DA4[k]
+        if next_da is not None:
             # dh_s = dout_s + W_hhᵀ da_{s+1}, accumulated into the first block
-            DH[k].addmm_(DA4[k - 1], w_hh)
-            dc = DC[k - 1]
+            DH[k].addmm_(next_da, w_hh)
         # dc += dh ⊙ o ⊙ (1 − tanh² c_s), written into the other four blocks
-        torch.addcmul(dc, DH1[k], ODT[k], out=DC4[k])
+        torch.addcmul(NEXT_DC[k], DH1[k], ODT[k], out=DC4[k])
         # (da_o, da_i, da_f, da_g, dc_{s-1}) = (dh, dc, dc, dc, dc) ⊙ coef
         DA[k].mul_(COEF[k])
 
 
 def _local_factors(
-    gates: Tensor, cs: Tensor, tcs: Tensor, hs: Tensor, coef: Tensor, o_dtanh: Tensor, reverse: bool
+    gates: Tensor,
+    cs: Tensor,
+    tcs: Tensor,
+    hs: Tensor,
+    c0: Tensor,
+    coef: Tensor,
+    o_dtanh: Tensor,
+    schedule: Schedule,
 ) -> None:
     """Write the factors of every step that do not depend on the recursion, all at once.
 
-    ``coef (T, N, 5H)`` gets ``(h (1 − o), g σ'(i), c_{s-1} σ'(f), i (1 − g²) / 2, f)`` and
-    ``o_dtanh (T, N, H)`` gets ``∂h/∂c = o (1 − tanh² c) = o − h tanh(c)``.
+    ``coef (P, 5H)`` gets ``(h (1 − o), g σ'(i), c_{s-1} σ'(f), i (1 − g²) / 2, f)`` and
+    ``o_dtanh (P, H)`` gets ``∂h/∂c = o (1 − tanh² c) = o − h tanh(c)``.
     """
-    H = hs.shape[2]
-    o, i, f, g = gates.split(H, dim=2)  # each (T, N, H), time order
-    c_prev = cs[1:] if reverse else cs[:-1]  # c_{s-1} of every step, time order
-    coef_o, coef_i, coef_f, coef_g, coef_c = coef.split(H, dim=2)
+    H = hs.shape[1]
+    o, i, f, g = gates.split(H, dim=1)  # each (P, H), time order
+    coef_o, coef_i, coef_f, coef_g, coef_c = coef.split(H, dim=1)
     torch.addcmul(hs, hs, o, value=-1, out=coef_o)  # h (1 − o) = tanh(c) σ'(o)
-    if_ = gates[..., H : 3 * H]
-    torch.addcmul(if_, if_, if_, value=-1, out=coef[..., H : 3 * H])  # σ'(i), σ'(f)
+    if_ = gates[:, H : 3 * H]
+    torch.addcmul(if_, if_, if_, value=-1, out=coef[:, H : 3 * H])  # σ'(i), σ'(f)
     coef_i.mul_(g)
-    coef_f.mul_(c_prev)
+    for block in schedule.blocks:  # c_{s-1} of every step: c0 or the previous step's c
+        coef_f[block.rows].mul_((c0 if block.initial else cs)[block.source])
     # the loop's g block is a'_g = 2 a_g, and ∂g/∂a'_g = (1 − g²) / 2
     zero, minus_one = (hs.new_full((), v) for v in (0.0, -1.0))
     torch.addcmul(minus_one, g, g, out=coef_g)  # g² − 1
@@ -186,13 +198,15 @@ def _local_factors(
 
 
 class LSTMLoop(torch.autograd.Function):
-    """``(xw, h0, c0, w_hh, reverse, backward)`` → ``(out, h_T, c_T)`` in the loop's layout.
+    """``(xw, h0, c0, w_hh, schedule, backward)`` → ``(out, h_T, c_T)`` in the loop's layout.
 
-    Shapes: ``xw (T, N, 4H)`` the input projections with both biases folded in, in time
-    order; ``h0, c0 (N, H)``; ``w_hh (4H, H)``; ``out (T, N, H)`` in time order. The gate
-    blocks of ``xw`` and ``w_hh`` are in the order o, i, f, g with the g block doubled, as
-    :func:`to_oifg` makes them. ``backward`` says whether a gradient may be asked for; only
-    then are the local factors computed and saved (:func:`lstm_loop` decides).
+    Shapes: ``xw (P, 4H)`` the input projections with both biases folded in, the rows of
+    every step in time order as :class:`~rnn_course.schedule.Schedule` lays them out;
+    ``h0, c0 (N, H)``; ``w_hh (4H, H)``; ``out (P, H)`` in the same layout; ``h_T, c_T
+    (N, H)`` the final states. The gate blocks of ``xw`` and ``w_hh`` are in the order o, i,
+    f, g with the g block doubled, as :func:`to_oifg` makes them. ``backward`` says whether
+    a gradient may be asked for; only then are the local factors computed and saved
+    (:func:`lstm_loop` decides).
     """
 
     @staticmethod
@@ -202,36 +216,33 @@ class LSTMLoop(torch.autograd.Function):
         h0: Tensor,
         c0: Tensor,
         w_hh: Tensor,
-        reverse: bool,
+        schedule: Schedule,
         backward: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        T, N, G = xw.shape
+        P, G = xw.shape
         H = G // 4
         gates = xw.clone()  # each step adds W_hh h_{s-1}, then activates in place
-        cs = xw.new_empty(T + 1, N, H)  # the cell before and after every step, time order
-        tcs = xw.new_empty(T, N, H)  # tanh(c_s)
-        hs = xw.new_empty(T, N, H)  # h_s, the output
-        first_c, last_c = (T, 0) if reverse else (0, T)
+        cs = xw.new_empty(P, H)  # c_s
+        tcs = xw.new_empty(P, H)  # tanh(c_s)
+        hs = xw.new_empty(P, H)  # h_s, the output
         # the backward pass needs only the local factors: computed here, while the
         # activations are still in the cache, and only when a gradient will be asked for
         # (the buffers are made outside inference mode, so that they can be saved)
         if backward:
-            factors = xw.new_empty(T, N, 6 * H)
-            coef, o_dtanh = factors.split([5 * H, H], dim=2)
+            factors = xw.new_empty(P, 6 * H)
+            coef, o_dtanh = factors.split([5 * H, H], dim=1)
         # the loop reads and writes these buffers only: no autograd bookkeeping at all
         with loop_context():
-            cs[first_c].copy_(c0)
-            per_step = backward and N * H >= PER_STEP_FACTORS
+            per_step = backward and schedule.batch * H >= PER_STEP_FACTORS
             _forward_steps(
-                gates, cs, tcs, hs, h0, w_hh, reverse, (coef, o_dtanh) if per_step else None
+                gates, cs, tcs, hs, h0, c0, w_hh, schedule, (coef, o_dtanh) if per_step else None
             )
             if backward and not per_step:
-                _local_factors(gates, cs, tcs, hs, coef, o_dtanh, reverse)
-        ctx.reverse = reverse
+                _local_factors(gates, cs, tcs, hs, c0, coef, o_dtanh, schedule)
+        ctx.schedule = schedule
         if backward:
             ctx.save_for_backward(coef, o_dtanh, hs, h0, w_hh)
-        last = 0 if reverse else T - 1
-        return hs, hs[last].clone(), cs[last_c].clone()
+        return hs, schedule.final(hs), schedule.final(cs)
 
     @staticmethod
     @once_differentiable
@@ -239,38 +250,78 @@ class LSTMLoop(torch.autograd.Function):
         ctx: Any, d_out: Tensor, d_hT: Tensor, d_cT: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, None, None]:
         coef, o_dtanh, hs, h0, w_hh = ctx.saved_tensors
-        reverse = ctx.reverse
-        T, N, H = hs.shape
+        schedule: Schedule = ctx.schedule
+        P, H = hs.shape
         G = 4 * H
-        da = coef.new_empty(T, N, 5 * H)
-        first, last = (T - 1, 0) if reverse else (0, T - 1)  # in processing order
+        da = coef.new_empty(P, 5 * H)
         with loop_context():
             # da holds (dh, dc, dc, dc, dc) until multiplied by coef, which leaves
-            # (da_o, da_i, da_f, da_g) and dc_{s-1} in place; dh starts as dout
-            da[..., :H].copy_(d_out)
-            da[last, :, :H].add_(d_hT)
+            # (da_o, da_i, da_f, da_g) and dc_{s-1} in place; dh starts as dout, plus the
+            # final state's gradient where the state is final
+            da[:, :H].copy_(d_out)
+            schedule.add_final(da[:, :H], d_hT)
             # ∂h/∂c seen four times: for i, f, g and dc_{s-1}
-            o_dtanh4 = o_dtanh.unsqueeze(2).expand(T, N, 4, H)
-            _backward_steps(da, coef, o_dtanh4, w_hh, d_cT, reverse)
-        d_xw = da[..., :G]
-        # dW_hh = Σ_s da_s h_{s-1}ᵀ: h_{s-1} is h0 for the first processed step and the
-        # neighbouring output otherwise, so two products cover all steps without a copy
-        # (the rows of da are evenly spaced, so its first four blocks are a matrix view)
-        rest = slice(0, (T - 1) * N) if reverse else slice(N, T * N)
-        dh0 = d_xw[first] @ w_hh
-        h_prev_rest = hs[1:] if reverse else hs[:-1]
-        dw_hh = d_xw[first].t() @ h0
-        if T > 1:
-            da_rest = da.view(T * N, 5 * H)[rest, :G]  # ((T − 1) N, 4H)
-            dw_hh.addmm_(da_rest.t(), h_prev_rest.reshape(-1, H))
-        return d_xw, dh0, da[first, :, G:].clone(), dw_hh, None, None
+            o_dtanh4 = o_dtanh.unsqueeze(1).expand(P, 4, H)
+            _backward_steps(da, coef, o_dtanh4, w_hh, d_cT, schedule)
+        d_xw = da[:, :G]
+        # the initial states' gradients: W_hhᵀ da and dc_{s-1} of the rows that read them
+        dh0 = schedule.initial(lambda rows: d_xw[rows] @ w_hh, h0)
+        dc0 = schedule.initial(lambda rows: da[rows, G:].clone(), h0)
+        # dW_hh = Σ_s da_s h_{s-1}ᵀ: h_{s-1} is h0 or the neighbouring output, so a few
+        # products cover all steps without a copy (two for a padded batch)
+        dw_hh = schedule.products_with_prev(d_xw, hs, h0)
+        return d_xw, dh0, dc0, dw_hh, None, None
 
 
 def lstm_loop(
-    xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, reverse: bool = False
+    xw: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_hh: Tensor,
+    reverse: bool = False,
+    batch_sizes: tuple[int, ...] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Run :class:`LSTMLoop`; all tensors with gates in o, i, f, g order (see the module)."""
+    """Run :class:`LSTMLoop`; all tensors with gates in o, i, f, g order (see the module).
+
+    Without ``batch_sizes`` the batch is padded: ``xw (T, N, 4H)`` gives ``out (T, N, H)``.
+    With ``batch_sizes`` (a packed batch, :mod:`rnn_course.schedule`) ``xw`` is
+    ``(P, 4H)`` and ``out`` is ``(P, H)``. ``h_T`` and ``c_T`` are ``(N, H)``.
+    """
+    if batch_sizes is None:
+        T, N, G = xw.shape
+        schedule = Schedule.padded(T, N, reverse)
+        xw2 = xw.reshape(T * N, G)
+    else:
+        schedule, xw2 = Schedule(tuple(batch_sizes), reverse), xw
     # inside the function's forward grad mode is always off: decide here whether autograd
     # records the call, so that a forward pass without gradients skips the local factors
     backward = torch.is_grad_enabled() and any(t.requires_grad for t in (xw, h0, c0, w_hh))
-    return LSTMLoop.apply(xw, h0, c0, w_hh, reverse, backward)
+    out, h, c = LSTMLoop.apply(xw2, h0, c0, w_hh, schedule, backward)
+    return (out if batch_sizes is not None else out.view(xw.shape[0], xw.shape[1], -1)), h, c
+
+
+def lstm_steps_autograd(
+    xw: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_hh: Tensor,
+    schedule: Schedule,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The same loop in plain autograd operations, in :mod:`torch.nn`'s gate order i, f, g, o.
+
+    ``xw (P, 4H)`` with both biases folded in. What :func:`torch.compile` captures (see
+    :meth:`rnn_course.layers.LSTM.compile_time_loop`): the loop above writes into strided
+    buffers in place, which breaks a compiled graph.
+    """
+    w_hh_t = w_hh.t()
+
+    def cell(xw_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        h, c = state
+        i, f, g, o = torch.addmm(xw_t, h, w_hh_t).chunk(4, dim=1)
+        # c_t = f ⊙ c_{t-1} + i ⊙ g
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        # h_t = o ⊙ tanh(c_t)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    out, (h, c) = run_steps(cell, xw, (h0, c0), schedule)
+    return out, (h, c)
