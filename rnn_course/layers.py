@@ -67,7 +67,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from rnn_course.cells import init_uniform_
 from rnn_course.gru_loop import double_n, gru_loop, gru_steps_autograd
-from rnn_course.lstm_loop import lstm_loop, lstm_steps_autograd, to_oifg
+from rnn_course.lstm_loop import lstm_direction, lstm_steps_autograd
 from rnn_course.schedule import Schedule, run_steps
 from rnn_course.validation import (
     DtypeError,
@@ -609,11 +609,8 @@ class LSTM(_RNNBase):
         The loop itself is :class:`rnn_course.lstm_loop.LSTMLoop`, which runs the cell
         equations without recording each step and backpropagates through time by hand.
         """
-        h, c = state
-        w_ih, w_hh, b_ih, b_hh = (None if w is None else to_oifg(w) for w in weights)
-        # W_ih x_t + b_ih + b_hh for all t, gate rows in the order o, i, f, g
-        xw = project_inputs(x, w_ih, fold_biases(b_ih, b_hh))  # (P, 4H)
-        out, h, c = lstm_loop(xw, h, c, w_hh, schedule.reverse, schedule.batch_sizes)
+        w_ih, w_hh, b_ih, b_hh = weights
+        out, h, c = lstm_direction(x, state[0], state[1], w_ih, w_hh, b_ih, b_hh, schedule)
         return out, (h, c)
 
     def _autograd_direction(

@@ -139,9 +139,10 @@ class Schedule:
     # --- views of buffers, one per segment ----------------------------------------------
 
     def _step_views(self, buffer: Tensor) -> tuple[Tensor, ...]:
-        """One view per step, time order: one call for all steps."""
+        """One view per step, time order: one call for all steps (``unbind`` makes a view in
+        about half the time ``split`` takes)."""
         if self.is_padded:
-            return buffer.split(self.batch)
+            return buffer.view(self.num_steps, self.batch, *buffer.shape[1:]).unbind(0)
         return buffer.split(self.batch_sizes)
 
     def _rows(self, steps: Sequence[Tensor], s: int, r0: int, r1: int) -> Tensor:
@@ -195,6 +196,18 @@ class Schedule:
             for r0, r1, n in zip(r0s, r1s, nexts, strict=True)
         ]
         return own, following
+
+    def with_final(self, final: Tensor) -> list[Tensor | None]:
+        """For each segment, its rows of ``final (N, ...)`` if its states are final, else
+        ``None``."""
+        if self.is_padded:
+            return [*([None] * (self.num_steps - 1)), final]
+        N = self.batch
+        _, r0s, r1s, _, nexts = self._columns
+        return [
+            (final if r1 - r0 == N else final[r0:r1]) if n < 0 else None
+            for r0, r1, n in zip(r0s, r1s, nexts, strict=True)
+        ]
 
     # --- where the states start and end ---------------------------------------------------
 

@@ -216,16 +216,22 @@ def test_lstm_gradients_match_autograd_of_the_cell_loop():
             torch.testing.assert_close(getattr(layer, f"{k}_l0{d}").grad, p.grad)
 
 
+def lstm_weights(leaf, bias: bool = True) -> tuple[torch.Tensor, ...]:
+    """``w_ih, w_hh`` and, with ``bias``, ``b_ih, b_hh`` in torch.nn's layout."""
+    weights = (leaf(4 * H, I), leaf(4 * H, H))
+    return (*weights, leaf(4 * H), leaf(4 * H)) if bias else weights
+
+
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("steps", [1, 4])
-def test_lstm_loop_backward_passes_gradcheck(reverse, steps):
+@pytest.mark.parametrize(("steps", "bias"), [(1, True), (4, True), (4, False)])
+def test_lstm_loop_backward_passes_gradcheck(reverse, steps, bias):
     """The hand-written backward of the LSTM loop against finite differences."""
     gen = torch.Generator().manual_seed(5)
 
     def leaf(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
-    args = (leaf(steps, N, 4 * H), leaf(N, H), leaf(N, H), leaf(4 * H, H))
+    args = (leaf(steps, N, I), leaf(N, H), leaf(N, H), *lstm_weights(leaf, bias))
     assert torch.autograd.gradcheck(lambda *a: lstm_loop(*a, reverse=reverse), args)
 
 
@@ -239,7 +245,7 @@ def test_lstm_local_factors_per_step_equal_all_at_once(monkeypatch, reverse):
     def leaf(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
-    args = (leaf(5, N, 4 * H), leaf(N, H), leaf(N, H), leaf(4 * H, H))
+    args = (leaf(5, N, I), leaf(N, H), leaf(N, H), *lstm_weights(leaf))
     results = []
     for threshold in (10**9, 0):  # all at once, then per step
         monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", threshold)
@@ -257,7 +263,7 @@ def test_lstm_forward_without_gradient_computes_no_factors(monkeypatch):
     def refuse(*args: object) -> None:
         raise AssertionError("local factors computed")
 
-    monkeypatch.setattr(lstm_loop_module, "_local_factors", refuse)
+    monkeypatch.setattr(lstm_loop_module, "_factors", refuse)
     layer = rc.LSTM(I, H)
     x = torch.randn(4, N, I)
     with torch.no_grad():
@@ -689,7 +695,7 @@ def test_packed_lstm_loop_passes_gradcheck(reverse, batch_sizes):
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
     B, P = batch_sizes[0], sum(batch_sizes)
-    args = (leaf(P, 4 * H), leaf(B, H), leaf(B, H), leaf(4 * H, H))
+    args = (leaf(P, I), leaf(B, H), leaf(B, H), *lstm_weights(leaf))
     assert torch.autograd.gradcheck(
         lambda *a: lstm_loop(*a, reverse=reverse, batch_sizes=batch_sizes), args
     )
@@ -705,7 +711,7 @@ def test_packed_lstm_local_factors_per_step_pass_gradcheck(monkeypatch, reverse,
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
     sizes = (3, 2, 2, 1)
-    args = (leaf(sum(sizes), 4 * H), leaf(3, H), leaf(3, H), leaf(4 * H, H))
+    args = (leaf(sum(sizes), I), leaf(3, H), leaf(3, H), *lstm_weights(leaf))
     assert torch.autograd.gradcheck(
         lambda *a: lstm_loop(*a, reverse=reverse, batch_sizes=sizes), args
     )
