@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := chromium bubblewrap
 help:
 	@echo "make book        build the textbook into _build/html"
 	@echo "make test        run the whole test suite (book build, nbgrader, browser)"
-	@echo "make lint        ruff over the package and the tests"
+	@echo "make lint        ruff over the package, the grader, the tests and the scripts"
 	@echo "make bench       benchmark the layers against torch.nn"
 	@echo "make gpu-check   CUDA tests and the benchmark against cuDNN (says so without CUDA)"
 	@echo "make release     regenerate the student notebooks and their self-check data in assignments/"
@@ -46,8 +46,8 @@ test: venv system-deps
 	$(PY) -m pytest
 
 lint: venv
-	$(VENV)/bin/ruff check rnn_course grader tests
-	$(VENV)/bin/ruff format --check rnn_course grader tests
+	$(VENV)/bin/ruff check rnn_course grader tests scripts
+	$(VENV)/bin/ruff format --check rnn_course grader tests scripts
 
 bench: venv
 	$(PY) -m rnn_course.bench
