@@ -161,9 +161,10 @@ def test_forward_and_backward_run_without_host_synchronization(
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_lstm_per_step_factors_run_without_host_synchronization(monkeypatch, bidirectional, device):
-    """The LSTM's per-step path for the backward pass's factors (large steps) is checked
-    too: the sizes above are small enough for the all-at-once path."""
+    """The LSTM's paths for large steps (factors per step, tanh by a sigmoid) are checked
+    too: the sizes above are small enough for the other paths."""
     monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", 0)
+    monkeypatch.setattr(lstm_loop_module, "TANH_BY_SIGMOID", 0)
     torch.manual_seed(0)
     layer = rc.LSTM(I, H, num_layers=2, bidirectional=bidirectional, device=device)
     x = torch.randn(T, N, I, device=device, requires_grad=True)

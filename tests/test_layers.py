@@ -951,3 +951,27 @@ def test_compiled_layer_state_dict_round_trips(kind):
     before = len(COMPILED)
     assert_same_as_eager(compiled, eager, torch.randn(3, 3, I, dtype=torch.float64))
     assert len(COMPILED) > before
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_lstm_large_step_paths_match_torch(monkeypatch, packed):
+    """Steps of many state entries write their factors as they go and compute tanh(c) by a
+    sigmoid; with the thresholds at 0 the small test sizes take those paths."""
+    monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", 0)
+    monkeypatch.setattr(lstm_loop_module, "TANH_BY_SIGMOID", 0)
+    ours, ref = make_pair("lstm", "torch", torch.device("cpu"), torch.float64, num_layers=2,
+                          bidirectional=True)  # fmt: skip
+    gen = torch.Generator().manual_seed(14)
+    if packed:
+        results = []
+        for layer in (ours, ref):
+            x, p = packed_input(LENGTHS[False], False, False, torch.device("cpu"))
+            out, (h, c) = layer(p)
+            loss = out.data.square().sum() + h.sum() + 2 * c.sum()
+            results.append([out.data, h, c, *torch.autograd.grad(loss, [x, *layer.parameters()])])
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    else:
+        x = torch.randn(T, N, I, generator=gen, dtype=torch.float64).requires_grad_()
+        hx = random_state("lstm", (4, N, H), "cpu", torch.float64, gen)
+        assert_parity(ours, ref, x, hx, TOL[torch.float64])
