@@ -377,6 +377,87 @@ def format_table(rows: Sequence[BenchRow], columns: Sequence[Column] = COLUMNS) 
     return "\n".join([line(cells[0]), rule, *(line(c) for c in cells[1:])])
 
 
+# operator names by what they do, for the profile (everything else is "other operations")
+PRODUCTS = frozenset({"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::matmul"})
+VIEWS = frozenset({
+    "aten::unbind", "aten::split", "aten::split_with_sizes", "aten::select", "aten::slice",
+    "aten::narrow", "aten::as_strided", "aten::view", "aten::unsqueeze", "aten::expand",
+    "aten::t", "aten::transpose", "aten::chunk", "aten::unflatten", "aten::reshape",
+    "aten::alias", "aten::detach", "aten::resolve_conj", "aten::resolve_neg",
+    "aten::empty", "aten::empty_strided", "aten::empty_like", "aten::new_empty",
+    "aten::new_full", "aten::full",
+})  # fmt: skip
+
+
+PROFILED_CALLS = 3
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where one call's processor time goes, in milliseconds (see :func:`profile`)."""
+
+    config: BenchConfig
+    total: float  # the whole call, as timed by the benchmark's clock (median of three)
+    products: float  # matrix products
+    pointwise: float  # other operations: activations, products by element, copies, sums
+    views: float  # making views and empty buffers
+    floor: float  # the GEMM floor's products, for comparison
+
+    @property
+    def outside(self) -> float:
+        """What no operation accounts for: Python and autograd (negative when the profiler's
+        own cost per operation exceeds it)."""
+        return self.total - self.products - self.pointwise - self.views
+
+
+def profile(config: BenchConfig, cell: str = "LSTM", seed: int = 0) -> Profile:
+    """Profile one ``fwd+bwd+dx`` call of the package's layer and of the GEMM floor (CPU).
+
+    Each is timed three times, then run :data:`PROFILED_CALLS` times under
+    :mod:`torch.profiler`, whose self times per operator are averaged per call. The
+    profiler adds a few microseconds per operation: a profile shows where the time goes,
+    the tables how much there is.
+    """
+    calls = make_calls(config, "fwd+bwd+dx", seed, torch.device("cpu"), None,
+                       [(cell, "ours"), (cell, "floor")])  # fmt: skip
+    for call in calls.values():
+        call()  # warm up
+    self_ms: dict[str, float] = {}
+    totals, floor_ms = {}, 0.0
+    for impl in ("ours", "floor"):
+        times = [_seconds(calls[cell, impl], time.process_time) for _ in range(3)]
+        totals[impl] = 1e3 * statistics.median(times)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(PROFILED_CALLS):
+                calls[cell, impl]()
+        events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+        per_call = 1e3 * PROFILED_CALLS  # microseconds in all calls → milliseconds per call
+        if impl == "ours":
+            self_ms = {e.key: e.self_cpu_time_total / per_call for e in events}
+        else:
+            floor_ms = sum(e.self_cpu_time_total for e in events if e.key in PRODUCTS) / per_call
+    products = sum(v for k, v in self_ms.items() if k in PRODUCTS)
+    views = sum(v for k, v in self_ms.items() if k in VIEWS)
+    pointwise = sum(self_ms.values()) - products - views
+    return Profile(config, totals["ours"], products, pointwise, views, floor_ms)
+
+
+def format_profile(profiles: Sequence[Profile]) -> str:
+    """A Markdown table of :func:`profile`'s results, milliseconds and µs per step."""
+    head = (
+        "| size | call ms | products ms | other operations ms | views ms | outside ms "
+        "| floor products ms | other operations µs/step |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in profiles:
+        per_step = 1e3 * p.pointwise / p.config.seq_len
+        lines.append(
+            f"| {p.config.label} | {p.total:.1f} | {p.products:.1f} | {p.pointwise:.1f} "
+            f"| {p.views:.1f} | {p.outside:.1f} | {p.floor:.1f} | {per_step:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def _config(text: str) -> BenchConfig:
     try:
         T, N, I, H = (int(v) for v in text.split(","))
@@ -425,7 +506,18 @@ def main(argv: Sequence[str] | None = None) -> list[BenchRow]:
         help="compile rnn_course's time loops with torch.compile (backend inductor unless "
         "named); compilation happens in the warm-up, which must be at least 1",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of timing, profile one call of the LSTM per size (fwd+bwd+dx, CPU): "
+        "matrix products, other operations, views, and the floor's products",
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        torch.set_num_threads(args.threads)
+        profiles = [profile(c, seed=args.seed) for c in args.config or DEFAULT_CONFIGS[:1]]
+        print(format_profile(profiles))
+        return []
     if args.compile is not None and args.warmup < 1:
         parser.error("--compile needs --warmup 1 or more: the warm-up compiles the loops")
     device = torch.device(args.device)

@@ -139,7 +139,7 @@ def _forward_steps(
     all of them are freed when it returns (see :mod:`rnn_course.loop_context`).
     """
     H = hs.shape[1]
-    minus_one = rows.new_full((), -1.0)
+    minus_one, two = (rows.new_full((), v) for v in (-1.0, 2.0))
     w_hh_t = w_hh.t()
     views = schedule.views
     tanh_by_sigmoid = schedule.batch * H >= TANH_BY_SIGMOID
@@ -161,7 +161,7 @@ def _forward_steps(
         c = torch.mul(F[k], C0[k], out=C[k]).addcmul_(I[k], g)
         # h_s = o ⊙ tanh(c_s), with tanh(c) = 2 σ(2c) − 1 for large steps
         if tanh_by_sigmoid:
-            tc = torch.mul(c, 2, out=TC[k]).sigmoid_()
+            tc = torch.mul(c, two, out=TC[k]).sigmoid_()
             torch.add(minus_one, tc, alpha=2, out=tc)
         else:
             tc = torch.tanh(c, out=TC[k])

@@ -208,3 +208,15 @@ def test_compile_needs_a_warmup(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--config", "2,1,3,3", "--compile", "--warmup", "0"])
     assert "--warmup 1" in capsys.readouterr().err
+
+
+def test_profile_sorts_one_call_s_time_into_products_operations_and_views(capsys):
+    config = bench.BenchConfig(6, 3, 4, 5)
+    prof = bench.profile(config)
+    assert prof.products > 0 and prof.pointwise > 0 and prof.views > 0 and prof.floor > 0
+    assert prof.total > 0
+    assert prof.outside == pytest.approx(prof.total - prof.products - prof.pointwise - prof.views)
+    assert bench.main(["--profile", "--config", "6,3,4,5"]) == []
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| size | call ms | products ms")
+    assert lines[2].startswith("| T=6 N=3 I=4 H=5 |")
