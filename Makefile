@@ -18,8 +18,8 @@ help:
 	@echo "make book        build the textbook into _build/html"
 	@echo "make test        run the whole test suite (book build, nbgrader, browser)"
 	@echo "make lint        ruff over the package, the grader, the tests and the scripts"
-	@echo "make bench       benchmark the layers against torch.nn"
-	@echo "make gpu-check   CUDA tests and the benchmark against cuDNN (says so without CUDA)"
+	@echo "make bench       benchmark the layers against torch.nn, loop peers and the GEMM floor"
+	@echo "make gpu-check   CUDA tests and the benchmark on CUDA (says so without CUDA)"
 	@echo "make release     regenerate the student notebooks and their self-check data in assignments/"
 	@echo "make student     a student's environment in .venv-student (NumPy, no torch)"
 	@echo "make lock        rewrite requirements.lock from .venv (name==version lines only)"
@@ -52,7 +52,8 @@ lint: venv
 bench: venv
 	$(PY) -m rnn_course.bench
 
-# The device-parametrized tests on CUDA, then one benchmark table against cuDNN.
+# The device-parametrized tests on CUDA (padded and packed sequences, host synchronization),
+# then the benchmark's tables on CUDA: cuDNN, the GEMM floor, the loop peers, packed sequences.
 gpu-check: venv
 	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 	  $(PY) -m pytest -m cuda -q -p no:cacheprovider && \

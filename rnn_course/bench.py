@@ -394,66 +394,74 @@ PROFILED_CALLS = 3
 
 @dataclass(frozen=True)
 class Profile:
-    """Where one call's processor time goes, in milliseconds (see :func:`profile`)."""
+    """Where one call's processor time goes (see :func:`profile`).
+
+    ``total`` is the call's time as the benchmark measures it; the shares are fractions of
+    the profiled calls' own time, so that a machine busier while profiling than while timing
+    does not skew them.
+    """
 
     config: BenchConfig
-    total: float  # the whole call, as timed by the benchmark's clock (median of three)
-    products: float  # matrix products
-    pointwise: float  # other operations: activations, products by element, copies, sums
-    views: float  # making views and empty buffers
-    floor: float  # the GEMM floor's products, for comparison
+    total: float  # milliseconds per call, unprofiled (median of three)
+    products: float  # share of the profiled time in matrix products
+    pointwise: float  # share in other operations: activations, products by element, copies
+    views: float  # share in making views and empty buffers
+    floor: float  # the GEMM floor's time, milliseconds per call, unprofiled
 
     @property
     def outside(self) -> float:
-        """What no operation accounts for: Python and autograd (negative when the profiler's
-        own cost per operation exceeds it)."""
-        return self.total - self.products - self.pointwise - self.views
+        """The share no operation accounts for: Python, autograd and the profiler itself."""
+        return 1.0 - self.products - self.pointwise - self.views
+
+    def per_step(self, share: float) -> float:
+        """Microseconds per time step of ``share`` of the (unprofiled) call."""
+        return 1e3 * share * self.total / self.config.seq_len
 
 
 def profile(config: BenchConfig, cell: str = "LSTM", seed: int = 0) -> Profile:
-    """Profile one ``fwd+bwd+dx`` call of the package's layer and of the GEMM floor (CPU).
+    """Profile ``fwd+bwd+dx`` calls of the package's layer; time them and the GEMM floor (CPU).
 
-    Each is timed three times, then run :data:`PROFILED_CALLS` times under
-    :mod:`torch.profiler`, whose self times per operator are averaged per call. The
-    profiler adds a few microseconds per operation: a profile shows where the time goes,
-    the tables how much there is.
+    Each is timed three times; then the layer runs :data:`PROFILED_CALLS` times under
+    :mod:`torch.profiler`, whose self times per operator give the shares. The profiler adds
+    a few microseconds per operation: a profile shows where the time goes, the tables how
+    much there is.
     """
     calls = make_calls(config, "fwd+bwd+dx", seed, torch.device("cpu"), None,
                        [(cell, "ours"), (cell, "floor")])  # fmt: skip
     for call in calls.values():
         call()  # warm up
-    self_ms: dict[str, float] = {}
-    totals, floor_ms = {}, 0.0
-    for impl in ("ours", "floor"):
-        times = [_seconds(calls[cell, impl], time.process_time) for _ in range(3)]
-        totals[impl] = 1e3 * statistics.median(times)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            for _ in range(PROFILED_CALLS):
-                calls[cell, impl]()
-        events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-        per_call = 1e3 * PROFILED_CALLS  # microseconds in all calls → milliseconds per call
-        if impl == "ours":
-            self_ms = {e.key: e.self_cpu_time_total / per_call for e in events}
-        else:
-            floor_ms = sum(e.self_cpu_time_total for e in events if e.key in PRODUCTS) / per_call
-    products = sum(v for k, v in self_ms.items() if k in PRODUCTS)
-    views = sum(v for k, v in self_ms.items() if k in VIEWS)
-    pointwise = sum(self_ms.values()) - products - views
-    return Profile(config, totals["ours"], products, pointwise, views, floor_ms)
+    ms = {
+        impl: 1e3
+        * statistics.median(_seconds(calls[cell, impl], time.process_time) for _ in range(3))
+        for impl in ("ours", "floor")
+    }
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        # the profiler's times are wall times: the shares are of the profiled wall time
+        start = time.perf_counter()
+        for _ in range(PROFILED_CALLS):
+            calls[cell, "ours"]()
+        profiled = 1e6 * (time.perf_counter() - start)
+    self_us = {
+        e.key: e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith("aten::")
+    }
+    products = sum(v for k, v in self_us.items() if k in PRODUCTS) / profiled
+    views = sum(v for k, v in self_us.items() if k in VIEWS) / profiled
+    pointwise = sum(self_us.values()) / profiled - products - views
+    return Profile(config, ms["ours"], products, pointwise, views, ms["floor"])
 
 
 def format_profile(profiles: Sequence[Profile]) -> str:
-    """A Markdown table of :func:`profile`'s results, milliseconds and µs per step."""
+    """A Markdown table of :func:`profile`'s results: shares, and µs per step."""
     head = (
-        "| size | call ms | products ms | other operations ms | views ms | outside ms "
-        "| floor products ms | other operations µs/step |"
+        "| size | call ms | floor ms | products | other operations | views | outside "
+        "| other operations µs/step |"
     )
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for p in profiles:
-        per_step = 1e3 * p.pointwise / p.config.seq_len
         lines.append(
-            f"| {p.config.label} | {p.total:.1f} | {p.products:.1f} | {p.pointwise:.1f} "
-            f"| {p.views:.1f} | {p.outside:.1f} | {p.floor:.1f} | {per_step:.0f} |"
+            f"| {p.config.label} | {p.total:.1f} | {p.floor:.1f} | {p.products:.0%} "
+            f"| {p.pointwise:.0%} | {p.views:.0%} | {p.outside:.0%} "
+            f"| {p.per_step(p.pointwise):.0f} |"
         )
     return "\n".join(lines)
 

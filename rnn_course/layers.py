@@ -507,7 +507,7 @@ class RNN(_SingleStateBase):
     Args:
         nonlinearity: ``"tanh"`` (default) or ``"relu"``.
         skip: connections between stacked layers, ``None`` (default), ``"residual"``,
-            ``"highway"`` or ``"dense"`` (see :func:`combine_skip`).
+            ``"highway"`` or ``"dense"`` (see :func:`combine_skip`); keyword only.
 
     Shape:
         input ``(L, N, H_in)`` (``(N, L, H_in)`` with batch_first), ``(L, H_in)`` or a
@@ -555,7 +555,7 @@ class LSTM(_RNNBase):
 
     Args:
         proj_size: only ``0`` (no projection) is supported.
-        skip: connections between stacked layers (see :func:`combine_skip`).
+        skip: connections between stacked layers (see :func:`combine_skip`); keyword only.
 
     Shape:
         input ``(L, N, H_in)`` (``(N, L, H_in)`` with batch_first), ``(L, H_in)`` or a
@@ -636,7 +636,7 @@ class GRU(_SingleStateBase):
         reset_after: ``True`` (default, equals :class:`torch.nn.GRU`) or ``False`` for the
             lecture's form with the reset gate inside the recurrent product (see
             :class:`rnn_course.cells.GRUCell`).
-        skip: connections between stacked layers (see :func:`combine_skip`).
+        skip: connections between stacked layers (see :func:`combine_skip`); keyword only.
 
     Shape:
         as :class:`RNN`.

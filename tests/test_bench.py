@@ -213,10 +213,11 @@ def test_compile_needs_a_warmup(capsys):
 def test_profile_sorts_one_call_s_time_into_products_operations_and_views(capsys):
     config = bench.BenchConfig(6, 3, 4, 5)
     prof = bench.profile(config)
-    assert prof.products > 0 and prof.pointwise > 0 and prof.views > 0 and prof.floor > 0
-    assert prof.total > 0
-    assert prof.outside == pytest.approx(prof.total - prof.products - prof.pointwise - prof.views)
+    assert 0 < prof.products < 1 and 0 < prof.pointwise < 1 and 0 < prof.views < 1
+    assert prof.total > 0 and prof.floor > 0
+    assert prof.outside == pytest.approx(1 - prof.products - prof.pointwise - prof.views)
+    assert prof.per_step(0.5) == pytest.approx(1e3 * 0.5 * prof.total / 6)
     assert bench.main(["--profile", "--config", "6,3,4,5"]) == []
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| size | call ms | products ms")
+    assert lines[0].startswith("| size | call ms | floor ms | products")
     assert lines[2].startswith("| T=6 N=3 I=4 H=5 |")
