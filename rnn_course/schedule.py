@@ -20,9 +20,9 @@ state nor receive a gradient: they are never run.
 :class:`Schedule` cuts every step into **segments**, runs of rows that share the step
 their state comes from (``prev``, or the initial state) and the step that continues them
 (``next``, or none when the state is final). A padded batch has one segment per step, so
-the hand-written loops (:mod:`rnn_course.lstm_loop`, :mod:`rnn_course.gru_loop`) do
-exactly what they did for padded tensors; a packed batch adds at most one segment per
-change of batch size. :func:`run_steps` runs a cell over a schedule with autograd, for the
+that for it the hand-written loops (:mod:`rnn_course.lstm_loop`,
+:mod:`rnn_course.gru_loop`) are plain loops over the steps; a packed batch adds one
+segment per change of batch size. :func:`run_steps` runs a cell over a schedule with autograd, for the
 layers without a hand-written loop.
 """
 
