@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnn_course.cells import init_uniform_
-from rnn_course.gru_loop import double_n, gru_loop, gru_steps_autograd
+from rnn_course.gru_loop import GRULoop, gru_steps_autograd
 from rnn_course.lstm_loop import lstm_direction, lstm_steps_autograd
 from rnn_course.schedule import Schedule, run_steps
 from rnn_course.validation import (
@@ -670,12 +670,9 @@ class GRU(_SingleStateBase):
         """One direction: ``x (P, H_u)``, ``h (N, H)`` → outputs ``(P, H)`` and ``h_T``."""
         if not self.reset_after:
             return self._autograd_direction(x, h, weights, schedule)
-        # W_ih x_t + b_ih for all t; b_hh is added to W_hh h inside the loop, because
-        # r multiplies b_hn. The loop is rnn_course.gru_loop.GRULoop (hand-written BPTT),
-        # which wants the n rows doubled (see rnn_course.gru_loop).
-        w_ih, w_hh, b_ih, b_hh = (None if w is None else double_n(w) for w in weights)
-        xw = project_inputs(x, w_ih, b_ih)  # (P, 3H)
-        return gru_loop(xw, h, w_hh, b_hh, schedule.reverse, schedule.batch_sizes)
+        # the loop is rnn_course.gru_loop.GRULoop: the input projection and the time loop,
+        # backpropagated through time by hand
+        return GRULoop.apply(x, h, *weights, schedule)
 
     def _autograd_direction(
         self, x: Tensor, h: Tensor, weights: tuple[Tensor | None, ...], schedule: Schedule

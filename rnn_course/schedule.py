@@ -22,8 +22,8 @@ their state comes from (``prev``, or the initial state) and the step that contin
 (``next``, or none when the state is final). A padded batch has one segment per step, so
 that for it the hand-written loops (:mod:`rnn_course.lstm_loop`,
 :mod:`rnn_course.gru_loop`) are plain loops over the steps; a packed batch adds one
-segment per change of batch size. :func:`run_steps` runs a cell over a schedule with autograd, for the
-layers without a hand-written loop.
+segment per change of batch size. :func:`run_steps` runs a cell over a schedule with
+autograd, for the layers without a hand-written loop.
 """
 
 from __future__ import annotations

@@ -277,6 +277,12 @@ def test_lstm_forward_without_gradient_computes_no_factors(monkeypatch):
         layer(x)
 
 
+def gru_weights(leaf, bias: bool = True) -> tuple[torch.Tensor, ...]:
+    """``w_ih, w_hh`` and, with ``bias``, ``b_ih, b_hh`` in torch.nn's layout."""
+    weights = (leaf(3 * H, I), leaf(3 * H, H))
+    return (*weights, leaf(3 * H), leaf(3 * H)) if bias else weights
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize(("steps", "bias"), [(1, True), (4, True), (4, False)])
 def test_gru_loop_backward_passes_gradcheck(reverse, steps, bias):
@@ -286,7 +292,7 @@ def test_gru_loop_backward_passes_gradcheck(reverse, steps, bias):
     def leaf(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
-    args = (leaf(steps, N, 3 * H), leaf(N, H), leaf(3 * H, H), leaf(3 * H) if bias else None)
+    args = (leaf(steps, N, I), leaf(N, H), *gru_weights(leaf, bias))
     assert torch.autograd.gradcheck(lambda *a: gru_loop(*a, reverse=reverse), args)
 
 
@@ -727,7 +733,7 @@ def test_packed_gru_loop_passes_gradcheck(reverse, bias, batch_sizes):
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
     B, P = batch_sizes[0], sum(batch_sizes)
-    args = (leaf(P, 3 * H), leaf(B, H), leaf(3 * H, H), leaf(3 * H) if bias else None)
+    args = (leaf(P, I), leaf(B, H), *gru_weights(leaf, bias))
     assert torch.autograd.gradcheck(
         lambda *a: gru_loop(*a, reverse=reverse, batch_sizes=batch_sizes), args
     )
