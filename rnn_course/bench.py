@@ -389,7 +389,9 @@ VIEWS = frozenset({
 })  # fmt: skip
 
 
+# the profile runs the layer at least this many times and for at least this long
 PROFILED_CALLS = 3
+PROFILED_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -421,8 +423,10 @@ class Profile:
 def profile(config: BenchConfig, cell: str = "LSTM", seed: int = 0) -> Profile:
     """Profile ``fwd+bwd+dx`` calls of the package's layer; time them and the GEMM floor (CPU).
 
-    Each is timed three times; then the layer runs :data:`PROFILED_CALLS` times under
-    :mod:`torch.profiler`, whose self times per operator give the shares. The profiler adds
+    Each is timed three times; then the layer runs under :mod:`torch.profiler`
+    (:data:`PROFILED_CALLS` times, more, up to 200, if they take less than
+    :data:`PROFILED_SECONDS`),
+    whose self times per operator give the shares. The profiler adds
     a few microseconds per operation: a profile shows where the time goes, the tables how
     much there is.
     """
@@ -435,10 +439,11 @@ def profile(config: BenchConfig, cell: str = "LSTM", seed: int = 0) -> Profile:
         * statistics.median(_seconds(calls[cell, impl], time.process_time) for _ in range(3))
         for impl in ("ours", "floor")
     }
+    repeats = max(PROFILED_CALLS, min(200, round(PROFILED_SECONDS / (ms["ours"] / 1e3))))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         # the profiler's times are wall times: the shares are of the profiled wall time
         start = time.perf_counter()
-        for _ in range(PROFILED_CALLS):
+        for _ in range(repeats):
             calls[cell, "ours"]()
         profiled = 1e6 * (time.perf_counter() - start)
     self_us = {

@@ -31,22 +31,23 @@ b_t`` for a packed one, where step ``t`` runs only the ``b_t`` sequences that ha
 ended. The time loop is written for speed (measured by ``python -m rnn_course.bench``):
 
 * the input projection of all steps is one matrix product with both biases folded in,
-  ``addmm(b_ih + b_hh, X (P, H_in), W_ihᵀ)``; inside the loop one ``addmm`` per step adds
-  the recurrent product to the precomputed slice;
-* the loop takes its per-step views with one ``split`` (one backward node for all steps;
-  indexing ``xw[t]`` would make each step's backward write a full-size zero gradient) and
-  concatenates the outputs once;
+  ``addmm(b_ih + b_hh, X (P, H_in), W_ihᵀ)`` (two for the GRU's loop: r and z, then n);
+  inside the loop one ``addmm`` per step adds the recurrent product to the precomputed
+  rows;
+* the loops take their per-step views once per call (for the autograd loops one ``split``,
+  one backward node for all steps: indexing ``xw[t]`` would make each step's backward
+  write a full-size zero gradient) and concatenate the outputs once;
 * there is no validation or host synchronization per step: arguments are checked once per
   call, at the public boundary, and nothing in the loops reads a tensor's value on the
   host (``tests/test_host_sync.py`` makes every such read raise; a packed batch's
   ``batch_sizes`` live on the host by :mod:`torch.nn`'s contract);
 * the LSTM and the GRU (``reset_after=True``, :mod:`torch.nn`'s cell) go further: their
   loops (:class:`rnn_course.lstm_loop.LSTMLoop`, :class:`rnn_course.gru_loop.GRULoop`)
-  write into buffers allocated once per call, apply each nonlinearity to all the gates
-  that share it in one call, and backpropagate through time by hand, with the weight
-  gradients as one matrix product after the loop instead of autograd's nodes per step.
-  The GRU then does about three quarters of the LSTM's work, and takes about that share
-  of its time.
+  project the inputs and run the steps in one function, write into buffers allocated once
+  per call, apply each nonlinearity to all the gates that share it in one call, and
+  backpropagate through time by hand, with the weight gradients as a few matrix products
+  after the loop instead of autograd's nodes per step. The GRU does about three quarters
+  of the LSTM's arithmetic.
 
 Optional connections between stacked layers, ``skip="residual" | "highway" | "dense"``, are
 described in :func:`combine_skip`. With the default ``skip=None`` the state dict equals
