@@ -499,3 +499,12 @@ def test_validate_in_the_released_folder_is_quiet(tmp_path: Path) -> None:
     )
     assert "Success! Your notebook passes all the tests." in done.stdout, done.stdout[-2000:]
     assert done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
+def test_assignment_page_names_every_graded_function(assignment: str) -> None:
+    """The book's assignment page and the registry are one contract: same functions."""
+    page = (ROOT / "book" / "assignments" / f"{assignment}.md").read_text()
+    named = set(re.findall(r"`(\w+)`", page))
+    missing = [n for n in registry.ASSIGNMENTS[assignment] if n not in named]
+    assert not missing, f"{assignment}: the page does not name {missing}"
