@@ -24,6 +24,7 @@ from typing import Any
 
 from rnn_grader.autograde.errors import GraderError
 from rnn_grader.autograde.sandbox import prepare_lib
+from rnn_grader.student.selfcheck import CRITERION_KEY
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ class GradingSuite:
         for name in names:
             self.call(name)
             for case in self.cases(name):
+                if CRITERION_KEY in case.expected:  # judged by a criterion: no outputs to echo
+                    continue
                 try:
                     self.compare(name, case.expected, case)
                 except AssertionError as exc:
