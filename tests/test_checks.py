@@ -170,6 +170,23 @@ def test_every_backward_check_has_a_costly_hidden_case(name: str) -> None:
         assert 2 * columns * forward >= 5 * 10**10, (columns, forward)
 
 
+@pytest.mark.parametrize("assignment", sorted(registry.ASSIGNMENTS))
+def test_a_correct_notebook_s_outputs_fit_the_grader_s_protocol(assignment: str) -> None:
+    """One case's outputs travel in one frame and a phase's in a bounded total: the grader
+    refuses to start when a correct notebook could not send them, and the course's own
+    cases leave it room."""
+    from rnn_grader.autograde.errors import GraderError
+    from rnn_grader.autograde.protocol import MAX_FRAME_BYTES
+    from rnn_grader.autograde.sandbox import SandboxLimits
+    from rnn_grader.autograde.suite import GradingSuite
+
+    names = list(registry.ASSIGNMENTS[assignment])
+    suite = GradingSuite("rnn_grader.checks", SECRET)
+    suite.validate(names, MAX_FRAME_BYTES, SandboxLimits().max_message_bytes)
+    with pytest.raises(GraderError, match="bytes"):
+        suite.validate(names, 2**10, SandboxLimits().max_message_bytes)
+
+
 @pytest.mark.parametrize("name", registry.NAMES)
 def test_instructor_solutions_pass_public_and_hidden_cases(name: str) -> None:
     ns = solution_ns(name)

@@ -173,8 +173,11 @@ def cost_embedding(rng: np.random.Generator) -> Case:
 
 
 def cost_softmax(rng: np.random.Generator) -> Case:
-    """2 048 positions over 2 048 classes: 4 million scores, one forward each by differences."""
-    N, T, V = 16, 128, 2048
+    """256 positions over 4 096 classes: a million scores, one forward each by differences.
+
+    Its gradient (8 MiB) leaves room in the grader's protocol for the other checks' outputs.
+    """
+    N, T, V = 4, 64, 4096
     return {
         "scores": rng.normal(scale=2.0, size=(N, T, V)),
         "targets": rng.integers(0, V, size=(N, T)).astype(np.int64),
