@@ -1,0 +1,410 @@
+r"""G independent models computed as one: the book's way of training ten seeds at once.
+
+A conclusion drawn from training has to hold across seeds, and a small recurrent model
+spends most of its time in per-step bookkeeping rather than arithmetic. Ten models of the
+same shape, each with its own weights, can share that bookkeeping: stack their weights
+along a leading *group* axis ``G`` and replace every matrix product by a batched one
+(:func:`torch.baddbmm`). Group ``g`` then computes exactly what model ``g`` computes alone.
+Nothing is shared between groups except the loop: no weight, no gradient, no statistic.
+
+The layers here mirror the package's (:class:`rnn_course.RNN`, :class:`rnn_course.LSTM`,
+:class:`rnn_course.GRU` with :mod:`torch.nn`'s gate order and reset-after GRU) and the
+models mirror :class:`rnn_course.models.SequenceModel`,
+:class:`rnn_course.language.models.TokenClassifier` and
+:class:`rnn_course.language.models.CharLM`, with the same parameter names. ``from_models``
+stacks models built one per seed, so group ``g`` starts from the weights that
+``torch.manual_seed(seed_g)`` gives the ordinary model, and ``model(g)`` gives an ordinary
+model back.
+
+Shapes carry the group axis first: a batch-first input ``(N, T, D)`` of one model becomes
+``(G, N, T, D)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnn_course.language.models import CharLM, TokenClassifier
+from rnn_course.models import SequenceModel
+from rnn_course.validation import expect_choice, expect_positive_int
+
+GATES: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _stack_parameters(target: nn.Module, models: Sequence[nn.Module]) -> None:
+    """Copy ``models[g]``'s parameter of every name into group ``g`` of ``target``'s."""
+    sources = [dict(m.named_parameters()) for m in models]
+    with torch.no_grad():
+        for name, p in target.named_parameters():
+            p.copy_(torch.stack([s[name].detach() for s in sources]))
+
+
+def _unstack_parameters(target: nn.Module, grouped: nn.Module, g: int) -> nn.Module:
+    """Load group ``g`` of ``grouped`` into the ordinary model ``target``."""
+    params = dict(grouped.named_parameters())
+    with torch.no_grad():
+        for name, p in target.named_parameters():
+            p.copy_(params[name][g])
+    return target
+
+
+class GroupedLinear(nn.Module):
+    """``G`` independent :class:`torch.nn.Linear` layers: ``(G, ..., in)`` → ``(G, ..., out)``."""
+
+    def __init__(self, groups: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.groups = expect_positive_int("groups", groups)
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.zeros(groups, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(groups, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        G, *middle, D = x.shape
+        # y = W x + b for every row of every group, one batched product
+        y = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(G, -1, D), self.weight.transpose(1, 2))
+        return y.view(G, *middle, self.out_features)
+
+
+class GroupedEmbedding(nn.Module):
+    """``G`` independent embeddings with padding id 0: ``(G, N, T)`` → ``(G, N, T, E)``."""
+
+    def __init__(self, groups: int, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.groups = expect_positive_int("groups", groups)
+        self.weight = nn.Parameter(torch.zeros(groups, num_embeddings, embedding_dim))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        G = tokens.shape[0]
+        rows = torch.arange(G, device=tokens.device).view(G, *([1] * (tokens.dim() - 1)))
+        # padding (id 0) embeds to zero and receives no gradient, as with padding_idx=0
+        return self.weight[rows, tokens] * (tokens != 0).unsqueeze(-1).to(self.weight.dtype)
+
+
+def grouped_direction(
+    cell: str,
+    x: Tensor,
+    state: Any,
+    weights: tuple[Tensor, Tensor, Tensor, Tensor],
+    *,
+    reverse: bool = False,
+) -> tuple[Tensor, Any]:
+    """One direction of one recurrent layer for ``G`` groups: ``rnn`` (tanh), ``lstm``, ``gru``.
+
+    Args:
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"`` (reset gate after the recurrent product).
+        x: inputs ``(G, N, T, D)``.
+        state: ``(G, N, H)`` (a pair ``(h, c)`` for the LSTM), or ``None`` for zeros.
+        weights: ``weight_ih (G, k·H, D)``, ``weight_hh (G, k·H, H)``, ``bias_ih`` and
+            ``bias_hh (G, k·H)``, gate blocks in :mod:`torch.nn`'s order.
+        reverse: read the sequence from the last step to the first.
+
+    Returns:
+        The outputs ``(G, N, T, H)`` in time order and the final state.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    G, N, T, _ = x.shape
+    H = w_hh.shape[2]
+    # the input projection of every step in one batched product: (G, N·T, k·H)
+    bias = b_ih if cell == "gru" else b_ih + b_hh
+    xw = torch.baddbmm(bias.unsqueeze(1), x.reshape(G, N * T, -1), w_ih.transpose(1, 2))
+    steps = xw.view(G, N, T, -1).permute(2, 0, 1, 3).unbind(0)  # T views (G, N, k·H)
+    if reverse:
+        steps = steps[::-1]
+    w_hh_t = w_hh.transpose(1, 2)  # (G, H, k·H)
+    if state is None:
+        zeros = x.new_zeros(G, N, H)
+        state = (zeros, zeros) if cell == "lstm" else zeros
+    outs = []
+    if cell == "rnn":
+        h = state
+        for xw_t in steps:
+            # h^(t) = tanh(W_x x^(t) + b + W_h h^(t-1))
+            h = torch.tanh(torch.baddbmm(xw_t, h, w_hh_t))
+            outs.append(h)
+        final: Any = h
+    elif cell == "lstm":
+        h, c = state
+        for xw_t in steps:
+            gates = torch.baddbmm(xw_t, h, w_hh_t)  # (G, N, 4H), blocks i, f, g, o
+            i, f, _, o = torch.sigmoid(gates).chunk(4, dim=2)
+            g = torch.tanh(gates[..., 2 * H : 3 * H])
+            # c = f ⊙ c_prev + i ⊙ g, h = o ⊙ tanh(c)
+            c = torch.addcmul(f * c, i, g)
+            h = o * torch.tanh(c)
+            outs.append(h)
+        final = (h, c)
+    else:
+        h = state
+        b = b_hh.unsqueeze(1)
+        for xw_t in steps:
+            hw = torch.baddbmm(b, h, w_hh_t)  # W_hh h + b_hh, (G, N, 3H)
+            rz = torch.sigmoid(xw_t[..., : 2 * H] + hw[..., : 2 * H])
+            r, z = rz[..., :H], rz[..., H:]
+            # n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h = (1 − z) ⊙ n + z ⊙ h
+            n = torch.tanh(xw_t[..., 2 * H :] + r * hw[..., 2 * H :])
+            h = torch.lerp(n, h, z)
+            outs.append(h)
+        final = h
+    if reverse:
+        outs.reverse()
+    return torch.stack(outs, dim=2), final
+
+
+class GroupedStack(nn.Module):
+    """A stack of recurrent layers, ``G`` times, named and connected like the package's.
+
+    Layer ``k`` of the forward direction has the parameters ``weight_ih_l{k}``,
+    ``weight_hh_l{k}``, ``bias_ih_l{k}`` and ``bias_hh_l{k}``, each with a group axis in
+    front (``weight_ih_l0`` is ``(G, k·H, D)``); the backward direction adds the suffix
+    ``_reverse``: the names of :class:`rnn_course.RNN` and :mod:`torch.nn`. With
+    ``skip="residual"`` layers ``k > 0`` pass up their states plus their inputs, as
+    :func:`rnn_course.layers.combine_skip`.
+
+    Shape:
+        - x: ``(G, N, T, D)``; state: a list with one initial state per layer and
+          direction, or ``None`` for zeros
+        - output: ``(G, N, T, directions·H)`` and the list of final states
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        groups: int,
+        input_size: int,
+        hidden_size: int,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        skip: str | None = None,
+    ) -> None:
+        super().__init__()
+        expect_choice("cell", cell, tuple(GATES))
+        expect_choice("skip", skip, (None, "residual"))
+        expect_positive_int("groups", groups)
+        self.cell, self.num_layers, self.skip = cell, num_layers, skip
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.directions = 2 if bidirectional else 1
+        rows = GATES[cell] * hidden_size
+        for k in range(num_layers):
+            width = input_size if k == 0 else self.directions * hidden_size
+            for suffix in self._suffixes():
+                shapes = {"weight_ih": (rows, width), "weight_hh": (rows, hidden_size)}
+                shapes |= {"bias_ih": (rows,), "bias_hh": (rows,)}
+                for name, shape in shapes.items():
+                    param = nn.Parameter(torch.zeros(groups, *shape))
+                    self.register_parameter(f"{name}_l{k}{suffix}", param)
+
+    def _suffixes(self) -> tuple[str, ...]:
+        return ("", "_reverse")[: self.directions]
+
+    def forward(self, x: Tensor, state: list[Any] | None = None) -> tuple[Tensor, list[Any]]:
+        states = state if state is not None else [None] * (self.num_layers * self.directions)
+        finals: list[Any] = []
+        u = x
+        for k in range(self.num_layers):
+            outs = []
+            for d, suffix in enumerate(self._suffixes()):
+                weights = tuple(
+                    getattr(self, f"{name}_l{k}{suffix}")
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                )
+                i = k * self.directions + d
+                out, final = grouped_direction(self.cell, u, states[i], weights, reverse=d == 1)
+                outs.append(out)
+                finals.append(final)
+            h = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+            # y = h + u between stacked layers
+            u = h + u if self.skip == "residual" and k > 0 else h
+        return u, finals
+
+
+def _last_real_step(out: Tensor, lengths: Tensor) -> Tensor:
+    """``out[g, n, lengths[g, n] - 1]``: ``(G, N, T, F)`` → ``(G, N, F)``."""
+    index = (lengths - 1).clamp(min=0)[..., None, None].expand(-1, -1, 1, out.shape[-1])
+    return out.gather(2, index).squeeze(2)
+
+
+class GroupedSequenceModel(nn.Module):
+    """``G`` copies of :class:`rnn_course.models.SequenceModel` (one layer) with their own weights.
+
+    Shape:
+        - x: ``(G, N, T, D)``
+        - output: ``(G, N, K)`` for ``readout="last"``, ``(G, N, T, K)`` for ``"all"``
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        groups: int,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        *,
+        bidirectional: bool = False,
+        readout: str = "last",
+    ) -> None:
+        super().__init__()
+        expect_choice("readout", readout, ("last", "all"))
+        self.cell, self.hidden_size, self.readout = cell, hidden_size, readout
+        self.bidirectional = bidirectional
+        self.rnn = GroupedStack(cell, groups, input_size, hidden_size, bidirectional=bidirectional)
+        width = (2 if bidirectional else 1) * hidden_size
+        self.head = GroupedLinear(groups, width, output_size)
+
+    @classmethod
+    def from_models(cls, models: Sequence[SequenceModel]) -> GroupedSequenceModel:
+        """Stack one-layer :class:`~rnn_course.models.SequenceModel` instances, one per group."""
+        first = models[0]
+        grouped = cls(
+            first.cell,
+            len(models),
+            first.rnn.input_size,
+            first.hidden_size,
+            first.head.out_features,
+            bidirectional=first.bidirectional,
+            readout=first.readout,
+        )
+        _stack_parameters(grouped, models)
+        return grouped
+
+    def model(self, g: int) -> SequenceModel:
+        """Group ``g`` as an ordinary :class:`~rnn_course.models.SequenceModel`."""
+        target = SequenceModel(
+            self.cell,
+            self.rnn.input_size,
+            self.hidden_size,
+            self.head.out_features,
+            bidirectional=self.bidirectional,
+            readout=self.readout,
+        )
+        return _unstack_parameters(target, self, g)
+
+    def run(self, x: Tensor, state: list[Any] | None = None) -> tuple[Tensor, list[Any]]:
+        """A tagger's step through a chunk: per-step outputs and the state to carry on.
+
+        Only for ``readout="all"``; ``state`` is what the previous call returned.
+        """
+        if self.readout != "all":
+            raise ValueError("run() carries the state of a tagger: readout must be 'all'")
+        out, state = self.rnn(x, state)
+        return self.head(out), state
+
+    def forward(self, x: Tensor, state: list[Any] | None = None) -> Tensor:
+        out, _ = self.rnn(x, state)  # (G, N, T, directions·H)
+        if self.readout == "all":
+            return self.head(out)
+        H = self.hidden_size
+        if self.bidirectional:
+            # forward direction done at the last step, backward direction at the first
+            summary = torch.cat([out[:, :, -1, :H], out[:, :, 0, H:]], dim=-1)
+        else:
+            summary = out[:, :, -1]
+        return self.head(summary)  # (G, N, K)
+
+
+class GroupedTokenClassifier(nn.Module):
+    """``G`` copies of :class:`rnn_course.language.models.TokenClassifier`.
+
+    Shape:
+        - tokens: ``(G, N, T)`` int64, right-padded with 0
+        - output: ``(G, N, K)``, read from the top layer at each sequence's last real word
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        groups: int,
+        vocab_size: int,
+        embed_size: int,
+        hidden_size: int,
+        num_classes: int = 2,
+        *,
+        num_layers: int = 1,
+        skip: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.cell, self.embed_size, self.hidden_size = cell, embed_size, hidden_size
+        self.embed = GroupedEmbedding(groups, vocab_size, embed_size)
+        self.rnn = GroupedStack(
+            cell, groups, embed_size, hidden_size, num_layers=num_layers, skip=skip
+        )
+        self.head = GroupedLinear(groups, hidden_size, num_classes)
+
+    @classmethod
+    def from_models(cls, models: Sequence[TokenClassifier]) -> GroupedTokenClassifier:
+        """Stack :class:`~rnn_course.language.models.TokenClassifier` instances, one per group."""
+        first = models[0]
+        grouped = cls(
+            type(first.rnn).__name__.lower(),
+            len(models),
+            first.embed.num_embeddings,
+            first.embed.embedding_dim,
+            first.rnn.hidden_size,
+            first.head.out_features,
+            num_layers=first.rnn.num_layers,
+            skip=first.rnn.skip,
+        )
+        _stack_parameters(grouped, models)
+        return grouped
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        lengths = (tokens != 0).sum(dim=-1)  # (G, N)
+        out, _ = self.rnn(self.embed(tokens))  # (G, N, T, H)
+        return self.head(_last_real_step(out, lengths))  # (G, N, K)
+
+
+class GroupedCharLM(nn.Module):
+    """``G`` copies of :class:`rnn_course.language.models.CharLM` (one layer).
+
+    Shape:
+        - ids: ``(G, N, T)`` int64, or ``(N, T)`` shared by every group
+        - output: logits ``(G, N, T, V)`` and the state list (carried between calls)
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        groups: int,
+        vocab_size: int,
+        hidden_size: int,
+        *,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        self.cell, self.groups, self.vocab_size = cell, groups, vocab_size
+        self.hidden_size, self.bidirectional = hidden_size, bidirectional
+        self.rnn = GroupedStack(cell, groups, vocab_size, hidden_size, bidirectional=bidirectional)
+        self.head = GroupedLinear(groups, (2 if bidirectional else 1) * hidden_size, vocab_size)
+
+    @classmethod
+    def from_models(cls, models: Sequence[CharLM]) -> GroupedCharLM:
+        """Stack one-layer :class:`~rnn_course.language.models.CharLM` instances, one per group."""
+        first = models[0]
+        grouped = cls(
+            first.cell,
+            len(models),
+            first.vocab_size,
+            first.rnn.hidden_size,
+            bidirectional=first.rnn.bidirectional,
+        )
+        _stack_parameters(grouped, models)
+        return grouped
+
+    def model(self, g: int) -> CharLM:
+        """Group ``g`` as an ordinary :class:`~rnn_course.language.models.CharLM`."""
+        target = CharLM(
+            self.cell, self.vocab_size, self.hidden_size, bidirectional=self.bidirectional
+        )
+        return _unstack_parameters(target, self, g)
+
+    def forward(self, ids: Tensor, state: list[Any] | None = None) -> tuple[Tensor, list[Any]]:
+        if ids.dim() == 2:
+            ids = ids.expand(self.groups, *ids.shape)
+        x = F.one_hot(ids, self.vocab_size).to(self.head.weight.dtype)  # (G, N, T, V)
+        out, state = self.rnn(x, state)
+        return self.head(out), state
