@@ -100,6 +100,20 @@ def bootstrap_interval(
     return low.item(), high.item()
 
 
+def set_remember_bias(layer: nn.Module, bias: float, layer_index: int = 0) -> None:
+    """Set the bias of the gate that decides how much of the old memory is kept.
+
+    That is block 1 of the stacked gates in :mod:`torch.nn`'s layout: the LSTM's forget
+    gate (order i, f, g, o) and the GRU's keep gate :math:`\mathbf{z} = 1 - \mathbf{u}`
+    (order r, z, n). Only the sum ``bias_ih + bias_hh`` matters for these blocks, so
+    ``bias_ih`` gets the value and ``bias_hh`` zero.
+    """
+    H = layer.hidden_size
+    with torch.no_grad():
+        getattr(layer, f"bias_ih_l{layer_index}")[H : 2 * H] = bias
+        getattr(layer, f"bias_hh_l{layer_index}")[H : 2 * H] = 0.0
+
+
 # ------------------------------------------------------------------------------------------
 # Training G models at once
 # ------------------------------------------------------------------------------------------

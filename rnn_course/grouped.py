@@ -85,6 +85,82 @@ class GroupedEmbedding(nn.Module):
         return self.weight[rows, tokens] * (tokens != 0).unsqueeze(-1).to(self.weight.dtype)
 
 
+class LSTMRecurrence(torch.autograd.Function):
+    r"""The LSTM's time loop for ``G`` groups, with its backward pass written out.
+
+    Autograd would record about ten operations per step; at the book's sizes their
+    bookkeeping costs as much as the arithmetic. This function runs the loop without
+    recording and backpropagates by the recursion of chapter 5: per step,
+
+    .. math::
+
+        \bar{\mathbf{c}} \mathrel{+}= \bar{\mathbf{h}} \odot \mathbf{o} \odot
+        (1 - \tanh^2 \mathbf{c}), \quad
+        \boldsymbol{\delta} = (\bar{\mathbf{c}} \odot \mathbf{g} \odot \mathbf{i}'
+        , \bar{\mathbf{c}} \odot \mathbf{c}_{prev} \odot \mathbf{f}',
+        \bar{\mathbf{c}} \odot \mathbf{i} \odot \mathbf{g}',
+        \bar{\mathbf{h}} \odot \tanh \mathbf{c} \odot \mathbf{o}'),
+
+    then :math:`\bar{\mathbf{h}}_{prev} = W_{hh}^\top \boldsymbol{\delta}` and
+    :math:`\bar{\mathbf{c}}_{prev} = \mathbf{f} \odot \bar{\mathbf{c}}`, with the
+    derivatives of the gates' nonlinearities written with a prime. The recurrent weights'
+    gradient is one batched product after the loop.
+
+    Shape:
+        ``xw (T, G, N, 4H)`` (input projections with both biases), ``w_hh (G, 4H, H)``,
+        ``h0``, ``c0 (G, N, H)`` → ``hs (T, G, N, H)`` and the last cell ``(G, N, H)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xw: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> Any:
+        T, G, N, H4 = xw.shape
+        H = H4 // 4
+        w_t = w_hh.transpose(1, 2)
+        acts = xw.new_empty(T, G, N, H4)  # i, f, g, o after their nonlinearities
+        cs = xw.new_empty(T, G, N, H)
+        hs = xw.new_empty(T, G, N, H)
+        h, c = h0, c0
+        for t in range(T):
+            a = torch.baddbmm(xw[t], h, w_t)
+            act = acts[t]
+            torch.sigmoid(a, out=act)
+            torch.tanh(a[..., 2 * H : 3 * H], out=act[..., 2 * H : 3 * H])
+            i, f, g, o = act.chunk(4, dim=-1)
+            # c = f ⊙ c_prev + i ⊙ g, h = o ⊙ tanh(c)
+            c = torch.addcmul(f * c, i, g, out=cs[t])
+            h = torch.mul(o, torch.tanh(c), out=hs[t])
+        ctx.save_for_backward(acts, cs, hs, h0, c0, w_hh)
+        return hs, cs[-1]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dhs: Tensor | None, dc_last: Tensor | None) -> Any:
+        acts, cs, hs, h0, c0, w_hh = ctx.saved_tensors
+        T, G, N, H4 = acts.shape
+        dxw = acts.new_empty(T, G, N, H4)
+        dh = torch.zeros_like(h0)
+        dc = torch.zeros_like(c0) if dc_last is None else dc_last.clone()
+        for t in range(T - 1, -1, -1):
+            i, f, g, o = acts[t].chunk(4, dim=-1)
+            c_prev = cs[t - 1] if t > 0 else c0
+            tc = torch.tanh(cs[t])
+            if dhs is not None:
+                dh = dh + dhs[t]
+            # two paths into the cell: from the next cell, and through h
+            dc = dc + dh * o * (1 - tc * tc)
+            di, df, dg, do = dxw[t].chunk(4, dim=-1)
+            torch.mul(dc * g, i * (1 - i), out=di)
+            torch.mul(dc * c_prev, f * (1 - f), out=df)
+            torch.mul(dc * i, 1 - g * g, out=dg)
+            torch.mul(dh * tc, o * (1 - o), out=do)
+            dh = torch.bmm(dxw[t], w_hh)
+            dc = dc * f
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, G, N, H)
+        da = dxw.permute(1, 0, 2, 3).reshape(G, T * N, H4)
+        dw = torch.bmm(da.transpose(1, 2), h_prev.permute(1, 0, 2, 3).reshape(G, T * N, -1))
+        return dxw, dw, dh, dc
+
+
 def grouped_direction(
     cell: str,
     x: Tensor,
@@ -128,16 +204,15 @@ def grouped_direction(
             outs.append(h)
         final: Any = h
     elif cell == "lstm":
-        h, c = state
-        for xw_t in steps:
-            gates = torch.baddbmm(xw_t, h, w_hh_t)  # (G, N, 4H), blocks i, f, g, o
-            i, f, _, o = torch.sigmoid(gates).chunk(4, dim=2)
-            g = torch.tanh(gates[..., 2 * H : 3 * H])
-            # c = f ⊙ c_prev + i ⊙ g, h = o ⊙ tanh(c)
-            c = torch.addcmul(f * c, i, g)
-            h = o * torch.tanh(c)
-            outs.append(h)
-        final = (h, c)
+        h0, c0 = state
+        xw_time = xw.view(G, N, T, -1).permute(2, 0, 1, 3)  # (T, G, N, 4H)
+        if reverse:
+            xw_time = xw_time.flip(0)
+        hs, c = LSTMRecurrence.apply(xw_time.contiguous(), w_hh, h0, c0)
+        if reverse:
+            hs = hs.flip(0)
+        h = hs[0] if reverse else hs[-1]
+        return hs.permute(1, 2, 0, 3), (h, c)
     else:
         h = state
         b = b_hh.unsqueeze(1)

@@ -166,10 +166,10 @@ def box(
     ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
 
 
-def op(ax: Axes, xy: tuple[float, float], text: str, *, r: float = 0.3) -> None:
+def op(ax: Axes, xy: tuple[float, float], text: str, *, r: float = 0.3, scale: float = 1.0) -> None:
     """An operator circle (``×``, ``+``) of radius ``r`` centered at ``xy``."""
     ax.add_patch(Circle(xy, r, fc="white", ec="k", zorder=3))
-    ax.text(*xy, text, ha="center", va="center", fontsize=14, zorder=4)
+    ax.text(*xy, text, ha="center", va="center", fontsize=14 * scale, zorder=4)
 
 
 def arrow(
@@ -209,7 +209,7 @@ def line(
 LSTM_PATHS = ("forget", "write", "read")
 
 
-def draw_lstm_step(ax: Axes, highlight: str | None = None) -> None:
+def draw_lstm_step(ax: Axes, highlight: str | None = None, *, scale: float = 1.0) -> None:
     """One LSTM step as a data-flow diagram; ``highlight`` one gate's path, or none.
 
     The cell path runs along the top, from :math:`\\mathbf{c}^{(t-1)}` through the forget
@@ -217,7 +217,7 @@ def draw_lstm_step(ax: Axes, highlight: str | None = None) -> None:
     (:math:`\\mathbf{f}, \\mathbf{i}, \\mathbf{g}, \\mathbf{o}`) read
     :math:`\\mathbf{h}^{(t-1)}` and :math:`\\mathbf{x}^{(t)}` from the bus at the bottom.
     ``highlight="forget"``, ``"write"`` or ``"read"`` draws that path in color and the rest
-    in gray.
+    in gray. ``scale`` multiplies the text size (below 1 for a small figure).
     """
     if highlight is not None and highlight not in LSTM_PATHS:
         raise ValueError(f"highlight must be None or one of {LSTM_PATHS}, got {highlight!r}")
@@ -240,17 +240,17 @@ def draw_lstm_step(ax: Axes, highlight: str | None = None) -> None:
     ax.add_patch(frame)
     # the cell path: c(t-1) -> (x f) -> (+ i*g) -> c(t); no matrix on the way
     line(ax, [0.2, 3.7], [6, 6], color=color("forget", cell), lw=2.5)
-    op(ax, (4.0, 6), "×")
+    op(ax, (4.0, 6), "×", scale=scale)
     line(ax, [4.3, 6.7], [6, 6], color=cell if highlight != "forget" else hot, lw=2.5)
-    op(ax, (7.0, 6), "+")
+    op(ax, (7.0, 6), "+", scale=scale)
     arrow(ax, (7.3, 6), (12.2, 6), color=cell if highlight is None else faint, lw=2.5)
-    ax.text(0.0, 6.3, r"$\mathbf{c}^{(t-1)}$", fontsize=14)
-    ax.text(11.3, 6.3, r"$\mathbf{c}^{(t)}$", fontsize=14)
+    ax.text(0.0, 6.3, r"$\mathbf{c}^{(t-1)}$", fontsize=14 * scale)
+    ax.text(11.3, 6.3, r"$\mathbf{c}^{(t)}$", fontsize=14 * scale)
     # one bus carries h(t-1) and x(t) to all four blocks
     line(ax, [0.2, 9.6], [0.3, 0.3])
-    ax.text(0.0, -0.3, r"$\mathbf{h}^{(t-1)}$", fontsize=14)
+    ax.text(0.0, -0.3, r"$\mathbf{h}^{(t-1)}$", fontsize=14 * scale)
     arrow(ax, (2.2, -0.6), (2.2, 0.3))
-    ax.text(2.4, -0.55, r"$\mathbf{x}^{(t)}$", fontsize=14)
+    ax.text(2.4, -0.55, r"$\mathbf{x}^{(t)}$", fontsize=14 * scale)
     blocks = [
         (4.0, r"$\sigma$", r"$\mathbf{f}$", "#c6dbef", "forget"),
         (6.0, r"$\sigma$", r"$\mathbf{i}$", "#c6dbef", "write"),
@@ -260,12 +260,12 @@ def draw_lstm_step(ax: Axes, highlight: str | None = None) -> None:
     for x, fn, name, face, part in blocks:
         lit = highlight is None or part == highlight
         arrow(ax, (x, 0.3), (x, 1.8), color=color(part))
-        box(ax, (x, 2.2), fn, face if lit else "#eeeeee")
-        ax.text(x + 0.65, 2.55, name, fontsize=14, color="k" if lit else "0.6")
+        box(ax, (x, 2.2), fn, face if lit else "#eeeeee", fontsize=13 * scale)
+        ax.text(x + 0.65, 2.55, name, fontsize=14 * scale, color="k" if lit else "0.6")
     # erase: f scales the old cell
     arrow(ax, (4.0, 2.6), (4.0, 5.7), color=color("forget"))
     # write: i times the candidate, added to the cell
-    op(ax, (7.0, 4.0), "×")
+    op(ax, (7.0, 4.0), "×", scale=scale)
     line(ax, [6.0, 6.0], [2.6, 4.0], color=color("write"))
     arrow(ax, (6.0, 4.0), (6.7, 4.0), color=color("write"))
     line(ax, [8.0, 8.0], [2.6, 4.0], color=color("write"))
@@ -274,13 +274,13 @@ def draw_lstm_step(ax: Axes, highlight: str | None = None) -> None:
     # read: h = o * tanh(c)
     line(ax, [10.4, 10.4], [6.0, 5.15], color=color("read", cell))
     box(ax, (10.4, 4.8), r"$\tanh$", "#fdd0a2" if highlight in (None, "read") else "#eeeeee",
-        w=1.0, h=0.7)  # fmt: skip
+        w=1.0, h=0.7, fontsize=13 * scale)  # fmt: skip
     arrow(ax, (10.4, 4.45), (10.4, 3.5), color=color("read"))
-    op(ax, (10.4, 3.2), "×")
+    op(ax, (10.4, 3.2), "×", scale=scale)
     line(ax, [9.6, 9.6], [2.6, 3.2], color=color("read"))
     arrow(ax, (9.6, 3.2), (10.1, 3.2), color=color("read"))
     arrow(ax, (10.7, 3.2), (12.2, 3.2), color=color("read"))
-    ax.text(11.2, 3.5, r"$\mathbf{h}^{(t)}$", fontsize=14)
+    ax.text(11.2, 3.5, r"$\mathbf{h}^{(t)}$", fontsize=14 * scale)
 
 
 def draw_gru_step(ax: Axes, reset_after: bool) -> None:

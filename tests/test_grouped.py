@@ -111,3 +111,16 @@ def test_embedding_padding_is_zero_and_gets_no_gradient() -> None:
 def test_skip_other_than_residual_is_rejected() -> None:
     with pytest.raises(ValueError, match="skip"):
         GroupedStack("rnn", 2, 3, 4, num_layers=2, skip="dense")
+
+
+def test_lstm_recurrence_backward_passes_gradcheck() -> None:
+    from rnn_course.grouped import LSTMRecurrence
+
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape, scale=1.0):
+        return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
+
+    xw, w_hh = rand(4, 2, 3, 8), rand(2, 8, 2, scale=0.5)
+    h0, c0 = rand(2, 3, 2), rand(2, 3, 2)
+    assert torch.autograd.gradcheck(LSTMRecurrence.apply, (xw, w_hh, h0, c0))
