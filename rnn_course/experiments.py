@@ -101,7 +101,7 @@ def bootstrap_interval(
 
 
 def set_remember_bias(layer: nn.Module, bias: float, layer_index: int = 0) -> None:
-    """Set the bias of the gate that decides how much of the old memory is kept.
+    r"""Set the bias of the gate that decides how much of the old memory is kept.
 
     That is block 1 of the stacked gates in :mod:`torch.nn`'s layout: the LSTM's forget
     gate (order i, f, g, o) and the GRU's keep gate :math:`\mathbf{z} = 1 - \mathbf{u}`
