@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnn_course.language.models import CharLM, TokenClassifier
@@ -161,6 +160,70 @@ class LSTMRecurrence(torch.autograd.Function):
         return dxw, dw, dh, dc
 
 
+class GRURecurrence(torch.autograd.Function):
+    r"""The GRU's time loop (reset gate after the recurrent product) for ``G`` groups,
+    with its backward pass written out, as :class:`LSTMRecurrence` does for the LSTM.
+
+    Per step, with :math:`\mathbf{m} = W_{hh}\mathbf{h} + \mathbf{b}_{hh}` split into
+    the blocks r, z, n, the forward pass is :math:`\mathbf{r}, \mathbf{z} =
+    \sigma(\cdot)`, :math:`\mathbf{n} = \tanh(\mathbf{a}_n + \mathbf{r} \odot
+    \mathbf{m}_n)` and :math:`\mathbf{h}' = (1 - \mathbf{z}) \odot \mathbf{n} +
+    \mathbf{z} \odot \mathbf{h}`.
+
+    Shape:
+        ``xw (T, G, N, 3H)`` (input projections with ``b_ih``), ``w_hh (G, 3H, H)``,
+        ``b_hh (G, 3H)``, ``h0 (G, N, H)`` → ``hs (T, G, N, H)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xw: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
+        T, G, N, H3 = xw.shape
+        H = H3 // 3
+        w_t, bias = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
+        gates = xw.new_empty(T, G, N, H3)  # r, z, n after their nonlinearities
+        m_n = xw.new_empty(T, G, N, H)  # W_hn h + b_hn, which the reset gate scales
+        hs = xw.new_empty(T, G, N, H)
+        h = h0
+        for t in range(T):
+            m = torch.baddbmm(bias, h, w_t)  # (G, N, 3H)
+            g = gates[t]
+            torch.sigmoid(xw[t, ..., : 2 * H] + m[..., : 2 * H], out=g[..., : 2 * H])
+            r, z, n = g.chunk(3, dim=-1)
+            m_n[t] = m[..., 2 * H :]
+            torch.tanh(torch.addcmul(xw[t, ..., 2 * H :], r, m_n[t]), out=n)
+            # h = (1 − z) ⊙ n + z ⊙ h_prev
+            h = torch.lerp(n, h, z, out=hs[t])
+        ctx.save_for_backward(gates, m_n, hs, h0, w_hh)
+        return hs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dhs: Tensor) -> Any:
+        gates, m_n, hs, h0, w_hh = ctx.saved_tensors
+        T, G, N, H3 = gates.shape
+        dxw = gates.new_empty(T, G, N, H3)
+        dm = gates.new_empty(T, G, N, H3)  # gradient of W_hh h + b_hh
+        dh = torch.zeros_like(h0)
+        for t in range(T - 1, -1, -1):
+            r, z, n = gates[t].chunk(3, dim=-1)
+            h_prev = hs[t - 1] if t > 0 else h0
+            dh = dh + dhs[t]
+            da_n = dh * (1 - z) * (1 - n * n)
+            da_r, da_z, dx_n = dxw[t].chunk(3, dim=-1)
+            torch.mul(da_n * m_n[t], r * (1 - r), out=da_r)
+            torch.mul(dh * (h_prev - n), z * (1 - z), out=da_z)
+            dx_n.copy_(da_n)
+            dm_r, dm_z, dm_n = dm[t].chunk(3, dim=-1)
+            dm_r.copy_(da_r)
+            dm_z.copy_(da_z)
+            torch.mul(da_n, r, out=dm_n)
+            dh = torch.baddbmm(dh * z, dm[t], w_hh)
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, G, N, H)
+        dm_flat = dm.permute(1, 0, 2, 3).reshape(G, T * N, H3)
+        dw = torch.bmm(dm_flat.transpose(1, 2), h_prev.permute(1, 0, 2, 3).reshape(G, T * N, -1))
+        return dxw, dw, dm_flat.sum(dim=1), dh
+
+
 def grouped_direction(
     cell: str,
     x: Tensor,
@@ -173,7 +236,10 @@ def grouped_direction(
 
     Args:
         cell: ``"rnn"``, ``"lstm"`` or ``"gru"`` (reset gate after the recurrent product).
-        x: inputs ``(G, N, T, D)``.
+        x: inputs ``(G, N, T, D)``, or int64 ids ``(G, N, T)`` that stand for one-hot
+            vectors of length ``D``: then the input projection reads the ids' columns of
+            ``weight_ih`` instead of multiplying by the one-hot vectors, the same numbers
+            without the products with zero.
         state: ``(G, N, H)`` (a pair ``(h, c)`` for the LSTM), or ``None`` for zeros.
         weights: ``weight_ih (G, k·H, D)``, ``weight_hh (G, k·H, H)``, ``bias_ih`` and
             ``bias_hh (G, k·H)``, gate blocks in :mod:`torch.nn`'s order.
@@ -183,17 +249,22 @@ def grouped_direction(
         The outputs ``(G, N, T, H)`` in time order and the final state.
     """
     w_ih, w_hh, b_ih, b_hh = weights
-    G, N, T, _ = x.shape
+    G, N, T = x.shape[:3]
     H = w_hh.shape[2]
-    # the input projection of every step in one batched product: (G, N·T, k·H)
     bias = b_ih if cell == "gru" else b_ih + b_hh
-    xw = torch.baddbmm(bias.unsqueeze(1), x.reshape(G, N * T, -1), w_ih.transpose(1, 2))
+    if x.is_floating_point():
+        # the input projection of every step in one batched product: (G, N·T, k·H)
+        xw = torch.baddbmm(bias.unsqueeze(1), x.reshape(G, N * T, -1), w_ih.transpose(1, 2))
+    else:
+        # one-hot inputs: W_ih e_id is column id of W_ih
+        rows = torch.arange(G, device=x.device).view(G, 1)
+        xw = w_ih.transpose(1, 2)[rows, x.reshape(G, N * T)] + bias.unsqueeze(1)
     steps = xw.view(G, N, T, -1).permute(2, 0, 1, 3).unbind(0)  # T views (G, N, k·H)
     if reverse:
         steps = steps[::-1]
     w_hh_t = w_hh.transpose(1, 2)  # (G, H, k·H)
     if state is None:
-        zeros = x.new_zeros(G, N, H)
+        zeros = w_hh.new_zeros(G, N, H)
         state = (zeros, zeros) if cell == "lstm" else zeros
     outs = []
     if cell == "rnn":
@@ -214,17 +285,14 @@ def grouped_direction(
         h = hs[0] if reverse else hs[-1]
         return hs.permute(1, 2, 0, 3), (h, c)
     else:
-        h = state
-        b = b_hh.unsqueeze(1)
-        for xw_t in steps:
-            hw = torch.baddbmm(b, h, w_hh_t)  # W_hh h + b_hh, (G, N, 3H)
-            rz = torch.sigmoid(xw_t[..., : 2 * H] + hw[..., : 2 * H])
-            r, z = rz[..., :H], rz[..., H:]
-            # n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h = (1 − z) ⊙ n + z ⊙ h
-            n = torch.tanh(xw_t[..., 2 * H :] + r * hw[..., 2 * H :])
-            h = torch.lerp(n, h, z)
-            outs.append(h)
-        final = h
+        xw_time = xw.view(G, N, T, -1).permute(2, 0, 1, 3)  # (T, G, N, 3H)
+        if reverse:
+            xw_time = xw_time.flip(0)
+        hs = GRURecurrence.apply(xw_time.contiguous(), w_hh, b_hh, state)
+        if reverse:
+            hs = hs.flip(0)
+        h = hs[0] if reverse else hs[-1]
+        return hs.permute(1, 2, 0, 3), h
     if reverse:
         outs.reverse()
     return torch.stack(outs, dim=2), final
@@ -480,6 +548,5 @@ class GroupedCharLM(nn.Module):
     def forward(self, ids: Tensor, state: list[Any] | None = None) -> tuple[Tensor, list[Any]]:
         if ids.dim() == 2:
             ids = ids.expand(self.groups, *ids.shape)
-        x = F.one_hot(ids, self.vocab_size).to(self.head.weight.dtype)  # (G, N, T, V)
-        out, state = self.rnn(x, state)
+        out, state = self.rnn(ids, state)  # ids stand for one-hot inputs
         return self.head(out), state

@@ -349,3 +349,41 @@ def draw_gru_step(ax: Axes, reset_after: bool) -> None:
     arrow(ax, (12.0, 3.6), (12.29, 3.21))
     ax.text(9.5, 3.75, r"$\tilde{\mathbf{h}}$", fontsize=14)
     ax.set_title(title, fontsize=12)
+
+
+def text_heatmap(
+    ax: Axes,
+    text: str,
+    values: Sequence[float] | Tensor,
+    *,
+    width: int = 64,
+    cmap: str = "RdBu_r",
+    fontsize: int = 10,
+) -> None:
+    """Show ``text`` in a monospaced grid, each character on a color given by its value.
+
+    Values are scaled symmetrically around zero (blue negative, red positive); line
+    breaks in the text start a new row, and rows wrap after ``width`` characters.
+    """
+    v = torch.as_tensor(values, dtype=torch.float64)
+    if len(v) != len(text):
+        raise ValueError(f"values must have one entry per character, got {len(v)} for {len(text)}")
+    scale = max(v.abs().max().item(), 1e-12)
+    colormap = plt.get_cmap(cmap)
+    row, col = 0, 0
+    for char, value in zip(text, v.tolist(), strict=True):
+        if char == "\n" or col == width:
+            row, col = row + 1, 0
+            if char == "\n":
+                continue
+        ax.add_patch(
+            # pale ends of the colormap, so that the character stays readable
+            plt.Rectangle((col, -row - 1), 1, 1, color=colormap(0.5 + 0.35 * value / scale), lw=0)
+        )
+        ax.text(col + 0.5, -row - 0.5, char, ha="center", va="center", fontsize=fontsize,
+                family="monospace")  # fmt: skip
+        col += 1
+    ax.set_xlim(0, width)
+    ax.set_ylim(-row - 1, 0)
+    ax.set_aspect("equal")
+    ax.axis("off")

@@ -72,3 +72,12 @@ def test_gru_diagram_titles_its_form(reset_after) -> None:
     plotting.draw_gru_step(ax, reset_after)
     assert ("after" in ax.get_title()) == reset_after
     plt.close(fig)
+
+
+def test_text_heatmap_draws_one_cell_per_character() -> None:
+    fig, ax = plt.subplots()
+    plotting.text_heatmap(ax, "ab\ncd", [0.0, 1.0, 0.0, -1.0, 0.5], width=10)
+    assert len(ax.patches) == 4 and len(ax.texts) == 4
+    with pytest.raises(ValueError, match="one entry per character"):
+        plotting.text_heatmap(ax, "abc", [0.0])
+    plt.close(fig)
