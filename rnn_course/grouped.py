@@ -84,6 +84,11 @@ class GroupedEmbedding(nn.Module):
         return self.weight[rows, tokens] * (tokens != 0).unsqueeze(-1).to(self.weight.dtype)
 
 
+def _order(T: int, reverse: bool) -> range:
+    """The time steps in processing order."""
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
 class LSTMRecurrence(torch.autograd.Function):
     r"""The LSTM's time loop for ``G`` groups, with its backward pass written out.
 
@@ -106,58 +111,69 @@ class LSTMRecurrence(torch.autograd.Function):
     gradient is one batched product after the loop.
 
     Shape:
-        ``xw (T, G, N, 4H)`` (input projections with both biases), ``w_hh (G, 4H, H)``,
-        ``h0``, ``c0 (G, N, H)`` → ``hs (T, G, N, H)`` and the last cell ``(G, N, H)``.
+        ``xw (G, T, N, 4H)`` (input projections with both biases), ``w_hh (G, 4H, H)``,
+        ``h0``, ``c0 (G, N, H)`` → ``hs (G, T, N, H)`` in time order and the last cell
+        ``(G, N, H)``; ``reverse`` processes the steps from ``T`` down to 1.
     """
 
     @staticmethod
-    def forward(ctx: Any, xw: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> Any:
-        T, G, N, H4 = xw.shape
+    def forward(ctx: Any, xw: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor, reverse: bool) -> Any:
+        """Run the loop without recording; keep what the backward pass needs."""
+        G, T, N, H4 = xw.shape
         H = H4 // 4
-        w_t = w_hh.transpose(1, 2)
-        acts = xw.new_empty(T, G, N, H4)  # i, f, g, o after their nonlinearities
+        w_t = w_hh.transpose(1, 2).contiguous()
+        sig = xw.new_empty(T, G, N, H4)  # σ of every block (the g block unused)
+        gs = xw.new_empty(T, G, N, H)  # the candidate g = tanh(·)
         cs = xw.new_empty(T, G, N, H)
-        hs = xw.new_empty(T, G, N, H)
+        tcs = xw.new_empty(T, G, N, H)  # tanh(c)
+        hs = xw.new_empty(G, T, N, H)
         h, c = h0, c0
-        for t in range(T):
-            a = torch.baddbmm(xw[t], h, w_t)
-            act = acts[t]
-            torch.sigmoid(a, out=act)
-            torch.tanh(a[..., 2 * H : 3 * H], out=act[..., 2 * H : 3 * H])
-            i, f, g, o = act.chunk(4, dim=-1)
+        for t in _order(T, reverse):
+            a = torch.baddbmm(xw[:, t], h, w_t)
+            i, f, _, o = torch.sigmoid(a, out=sig[t]).chunk(4, dim=-1)
+            g = torch.tanh(a[..., 2 * H : 3 * H], out=gs[t])
             # c = f ⊙ c_prev + i ⊙ g, h = o ⊙ tanh(c)
             c = torch.addcmul(f * c, i, g, out=cs[t])
-            h = torch.mul(o, torch.tanh(c), out=hs[t])
-        ctx.save_for_backward(acts, cs, hs, h0, c0, w_hh)
-        return hs, cs[-1]
+            h = o * torch.tanh(c, out=tcs[t])
+            hs[:, t] = h
+        ctx.reverse = reverse
+        ctx.save_for_backward(sig, gs, cs, tcs, hs, h0, c0, w_hh)
+        return hs, c
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, dhs: Tensor | None, dc_last: Tensor | None) -> Any:
-        acts, cs, hs, h0, c0, w_hh = ctx.saved_tensors
-        T, G, N, H4 = acts.shape
-        dxw = acts.new_empty(T, G, N, H4)
+        """Backpropagate through the loop by the recursion of the class docstring."""
+        sig, gs, cs, tcs, hs, h0, c0, w_hh = ctx.saved_tensors
+        T, G, N, H4 = sig.shape
+        order = list(_order(T, ctx.reverse))
+        dxw = sig.new_empty(G, T, N, H4)
         dh = torch.zeros_like(h0)
         dc = torch.zeros_like(c0) if dc_last is None else dc_last.clone()
-        for t in range(T - 1, -1, -1):
-            i, f, g, o = acts[t].chunk(4, dim=-1)
-            c_prev = cs[t - 1] if t > 0 else c0
-            tc = torch.tanh(cs[t])
+        for k in range(T - 1, -1, -1):
+            t = order[k]
+            i, f, _, o = sig[t].chunk(4, dim=-1)
+            g, tc = gs[t], tcs[t]
+            c_prev = cs[order[k - 1]] if k > 0 else c0
             if dhs is not None:
-                dh = dh + dhs[t]
+                dh = dh + dhs[:, t]
             # two paths into the cell: from the next cell, and through h
-            dc = dc + dh * o * (1 - tc * tc)
-            di, df, dg, do = dxw[t].chunk(4, dim=-1)
-            torch.mul(dc * g, i * (1 - i), out=di)
-            torch.mul(dc * c_prev, f * (1 - f), out=df)
-            torch.mul(dc * i, 1 - g * g, out=dg)
-            torch.mul(dh * tc, o * (1 - o), out=do)
-            dh = torch.bmm(dxw[t], w_hh)
+            dc = torch.addcmul(dc, dh * o, 1 - tc * tc)
+            di = dc * g * i * (1 - i)
+            df = dc * c_prev * f * (1 - f)
+            dg = dc * i * (1 - g * g)
+            do = dh * tc * o * (1 - o)
+            da = torch.cat([di, df, dg, do], dim=-1)
+            dxw[:, t] = da
+            dh = torch.bmm(da, w_hh)
             dc = dc * f
-        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, G, N, H)
-        da = dxw.permute(1, 0, 2, 3).reshape(G, T * N, H4)
-        dw = torch.bmm(da.transpose(1, 2), h_prev.permute(1, 0, 2, 3).reshape(G, T * N, -1))
-        return dxw, dw, dh, dc
+        # the state each step read, in time order
+        h_prev = torch.empty_like(hs)
+        h_prev[:, order[0]] = h0
+        for k in range(1, T):
+            h_prev[:, order[k]] = hs[:, order[k - 1]]
+        dw = torch.bmm(dxw.view(G, T * N, H4).transpose(1, 2), h_prev.view(G, T * N, -1))
+        return dxw, dw, dh, dc, None
 
 
 class GRURecurrence(torch.autograd.Function):
@@ -171,57 +187,67 @@ class GRURecurrence(torch.autograd.Function):
     \mathbf{z} \odot \mathbf{h}`.
 
     Shape:
-        ``xw (T, G, N, 3H)`` (input projections with ``b_ih``), ``w_hh (G, 3H, H)``,
-        ``b_hh (G, 3H)``, ``h0 (G, N, H)`` → ``hs (T, G, N, H)``.
+        ``xw (G, T, N, 3H)`` (input projections with ``b_ih``), ``w_hh (G, 3H, H)``,
+        ``b_hh (G, 3H)``, ``h0 (G, N, H)`` → ``hs (G, T, N, H)`` in time order;
+        ``reverse`` processes the steps from ``T`` down to 1.
     """
 
     @staticmethod
-    def forward(ctx: Any, xw: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
-        T, G, N, H3 = xw.shape
+    def forward(
+        ctx: Any, xw: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, reverse: bool
+    ) -> Tensor:
+        """Run the loop without recording; keep what the backward pass needs."""
+        G, T, N, H3 = xw.shape
         H = H3 // 3
-        w_t, bias = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
-        gates = xw.new_empty(T, G, N, H3)  # r, z, n after their nonlinearities
+        w_t, bias = w_hh.transpose(1, 2).contiguous(), b_hh.unsqueeze(1)
+        rzs = xw.new_empty(T, G, N, 2 * H)  # r, z
+        ns = xw.new_empty(T, G, N, H)  # the candidate n
         m_n = xw.new_empty(T, G, N, H)  # W_hn h + b_hn, which the reset gate scales
-        hs = xw.new_empty(T, G, N, H)
+        hs = xw.new_empty(G, T, N, H)
         h = h0
-        for t in range(T):
+        for t in _order(T, reverse):
             m = torch.baddbmm(bias, h, w_t)  # (G, N, 3H)
-            g = gates[t]
-            torch.sigmoid(xw[t, ..., : 2 * H] + m[..., : 2 * H], out=g[..., : 2 * H])
-            r, z, n = g.chunk(3, dim=-1)
+            x_t = xw[:, t]
+            rz = torch.sigmoid(x_t[..., : 2 * H] + m[..., : 2 * H], out=rzs[t])
+            r, z = rz.chunk(2, dim=-1)
             m_n[t] = m[..., 2 * H :]
-            torch.tanh(torch.addcmul(xw[t, ..., 2 * H :], r, m_n[t]), out=n)
+            n = torch.tanh(torch.addcmul(x_t[..., 2 * H :], r, m_n[t]), out=ns[t])
             # h = (1 − z) ⊙ n + z ⊙ h_prev
-            h = torch.lerp(n, h, z, out=hs[t])
-        ctx.save_for_backward(gates, m_n, hs, h0, w_hh)
+            h = torch.lerp(n, h, z)
+            hs[:, t] = h
+        ctx.reverse = reverse
+        ctx.save_for_backward(rzs, ns, m_n, hs, h0, w_hh)
         return hs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, dhs: Tensor) -> Any:
-        gates, m_n, hs, h0, w_hh = ctx.saved_tensors
-        T, G, N, H3 = gates.shape
-        dxw = gates.new_empty(T, G, N, H3)
-        dm = gates.new_empty(T, G, N, H3)  # gradient of W_hh h + b_hh
+        """Backpropagate through the loop, one step at a time from the last."""
+        rzs, ns, m_n, hs, h0, w_hh = ctx.saved_tensors
+        T, G, N, H = ns.shape
+        order = list(_order(T, ctx.reverse))
+        dxw = ns.new_empty(G, T, N, 3 * H)
+        dm = ns.new_empty(G, T, N, 3 * H)  # gradient of W_hh h + b_hh
+        h_prev = torch.empty_like(hs)
+        h_prev[:, order[0]] = h0
+        for k in range(1, T):
+            h_prev[:, order[k]] = hs[:, order[k - 1]]
         dh = torch.zeros_like(h0)
-        for t in range(T - 1, -1, -1):
-            r, z, n = gates[t].chunk(3, dim=-1)
-            h_prev = hs[t - 1] if t > 0 else h0
-            dh = dh + dhs[t]
+        for k in range(T - 1, -1, -1):
+            t = order[k]
+            r, z = rzs[t].chunk(2, dim=-1)
+            n = ns[t]
+            dh = dh + dhs[:, t]
             da_n = dh * (1 - z) * (1 - n * n)
-            da_r, da_z, dx_n = dxw[t].chunk(3, dim=-1)
-            torch.mul(da_n * m_n[t], r * (1 - r), out=da_r)
-            torch.mul(dh * (h_prev - n), z * (1 - z), out=da_z)
-            dx_n.copy_(da_n)
-            dm_r, dm_z, dm_n = dm[t].chunk(3, dim=-1)
-            dm_r.copy_(da_r)
-            dm_z.copy_(da_z)
-            torch.mul(da_n, r, out=dm_n)
-            dh = torch.baddbmm(dh * z, dm[t], w_hh)
-        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, G, N, H)
-        dm_flat = dm.permute(1, 0, 2, 3).reshape(G, T * N, H3)
-        dw = torch.bmm(dm_flat.transpose(1, 2), h_prev.permute(1, 0, 2, 3).reshape(G, T * N, -1))
-        return dxw, dw, dm_flat.sum(dim=1), dh
+            da_r = da_n * m_n[t] * r * (1 - r)
+            da_z = dh * (h_prev[:, t] - n) * z * (1 - z)
+            dxw[:, t] = torch.cat([da_r, da_z, da_n], dim=-1)
+            dm_t = torch.cat([da_r, da_z, da_n * r], dim=-1)
+            dm[:, t] = dm_t
+            dh = torch.baddbmm(dh * z, dm_t, w_hh)
+        dm_flat = dm.view(G, T * N, 3 * H)
+        dw = torch.bmm(dm_flat.transpose(1, 2), h_prev.view(G, T * N, -1))
+        return dxw, dw, dm_flat.sum(dim=1), dh, None
 
 
 def grouped_direction(
@@ -252,50 +278,33 @@ def grouped_direction(
     G, N, T = x.shape[:3]
     H = w_hh.shape[2]
     bias = b_ih if cell == "gru" else b_ih + b_hh
+    # the steps in time-major order within each group: (G, T, N, ...)
+    x_tm = x.transpose(1, 2).contiguous()
     if x.is_floating_point():
-        # the input projection of every step in one batched product: (G, N·T, k·H)
-        xw = torch.baddbmm(bias.unsqueeze(1), x.reshape(G, N * T, -1), w_ih.transpose(1, 2))
+        # the input projection of every step in one batched product: (G, T·N, k·H)
+        xw = torch.baddbmm(bias.unsqueeze(1), x_tm.view(G, T * N, -1), w_ih.transpose(1, 2))
     else:
         # one-hot inputs: W_ih e_id is column id of W_ih
         rows = torch.arange(G, device=x.device).view(G, 1)
-        xw = w_ih.transpose(1, 2)[rows, x.reshape(G, N * T)] + bias.unsqueeze(1)
-    steps = xw.view(G, N, T, -1).permute(2, 0, 1, 3).unbind(0)  # T views (G, N, k·H)
-    if reverse:
-        steps = steps[::-1]
-    w_hh_t = w_hh.transpose(1, 2)  # (G, H, k·H)
+        xw = w_ih.transpose(1, 2)[rows, x_tm.view(G, T * N)] + bias.unsqueeze(1)
+    xw = xw.view(G, T, N, -1)
     if state is None:
         zeros = w_hh.new_zeros(G, N, H)
         state = (zeros, zeros) if cell == "lstm" else zeros
-    outs = []
-    if cell == "rnn":
-        h = state
-        for xw_t in steps:
-            # h^(t) = tanh(W_x x^(t) + b + W_h h^(t-1))
-            h = torch.tanh(torch.baddbmm(xw_t, h, w_hh_t))
-            outs.append(h)
-        final: Any = h
-    elif cell == "lstm":
-        h0, c0 = state
-        xw_time = xw.view(G, N, T, -1).permute(2, 0, 1, 3)  # (T, G, N, 4H)
-        if reverse:
-            xw_time = xw_time.flip(0)
-        hs, c = LSTMRecurrence.apply(xw_time.contiguous(), w_hh, h0, c0)
-        if reverse:
-            hs = hs.flip(0)
-        h = hs[0] if reverse else hs[-1]
-        return hs.permute(1, 2, 0, 3), (h, c)
-    else:
-        xw_time = xw.view(G, N, T, -1).permute(2, 0, 1, 3)  # (T, G, N, 3H)
-        if reverse:
-            xw_time = xw_time.flip(0)
-        hs = GRURecurrence.apply(xw_time.contiguous(), w_hh, b_hh, state)
-        if reverse:
-            hs = hs.flip(0)
-        h = hs[0] if reverse else hs[-1]
-        return hs.permute(1, 2, 0, 3), h
-    if reverse:
-        outs.reverse()
-    return torch.stack(outs, dim=2), final
+    if cell == "lstm":
+        hs, c = LSTMRecurrence.apply(xw, w_hh, state[0], state[1], reverse)
+        h = hs[:, 0] if reverse else hs[:, -1]
+        return hs.transpose(1, 2), (h, c)
+    if cell == "gru":
+        hs = GRURecurrence.apply(xw, w_hh, b_hh, state, reverse)
+        return hs.transpose(1, 2), hs[:, 0] if reverse else hs[:, -1]
+    w_hh_t = w_hh.transpose(1, 2).contiguous()  # (G, H, H)
+    h, outs = state, [None] * T
+    for t in _order(T, reverse):
+        # h^(t) = tanh(W_x x^(t) + b + W_h h^(t-1))
+        h = torch.tanh(torch.baddbmm(xw[:, t], h, w_hh_t))
+        outs[t] = h
+    return torch.stack(outs, dim=2), h
 
 
 class GroupedStack(nn.Module):

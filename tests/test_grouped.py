@@ -121,9 +121,10 @@ def test_lstm_recurrence_backward_passes_gradcheck() -> None:
     def rand(*shape, scale=1.0):
         return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
 
-    xw, w_hh = rand(4, 2, 3, 8), rand(2, 8, 2, scale=0.5)
+    xw, w_hh = rand(2, 4, 3, 8), rand(2, 8, 2, scale=0.5)
     h0, c0 = rand(2, 3, 2), rand(2, 3, 2)
-    assert torch.autograd.gradcheck(LSTMRecurrence.apply, (xw, w_hh, h0, c0))
+    for reverse in (False, True):
+        assert torch.autograd.gradcheck(LSTMRecurrence.apply, (xw, w_hh, h0, c0, reverse))
 
 
 def test_gru_recurrence_backward_passes_gradcheck() -> None:
@@ -134,6 +135,7 @@ def test_gru_recurrence_backward_passes_gradcheck() -> None:
     def rand(*shape, scale=1.0):
         return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
 
-    xw, w_hh, b_hh = rand(4, 2, 3, 6), rand(2, 6, 2, scale=0.5), rand(2, 6)
+    xw, w_hh, b_hh = rand(2, 4, 3, 6), rand(2, 6, 2, scale=0.5), rand(2, 6)
     h0 = rand(2, 3, 2)
-    assert torch.autograd.gradcheck(GRURecurrence.apply, (xw, w_hh, b_hh, h0))
+    for reverse in (False, True):
+        assert torch.autograd.gradcheck(GRURecurrence.apply, (xw, w_hh, b_hh, h0, reverse))
