@@ -89,6 +89,65 @@ def _order(T: int, reverse: bool) -> range:
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
+def _previous_states(hs: Tensor, h0: Tensor, order: list[int]) -> Tensor:
+    """The state every step read, in time order: ``h0`` for the first processed step."""
+    h_prev = torch.empty_like(hs)
+    h_prev[:, order[0]] = h0
+    for k in range(1, len(order)):
+        h_prev[:, order[k]] = hs[:, order[k - 1]]
+    return h_prev
+
+
+class RNNRecurrence(torch.autograd.Function):
+    r"""The tanh RNN's time loop for ``G`` groups, with the backward pass of chapter 2.
+
+    Per step :math:`\mathbf{h} = \tanh(\mathbf{a})` with
+    :math:`\mathbf{a} = W_{hh}\mathbf{h}_{prev} + \mathbf{x}_w`; backward,
+    :math:`\boldsymbol{\delta} = (1 - \mathbf{h}^2) \odot \bar{\mathbf{h}}` and
+    :math:`\bar{\mathbf{h}}_{prev} = W_{hh}^\top \boldsymbol{\delta}`.
+
+    Shape:
+        ``xw (G, T, N, H)`` (input projections with both biases), ``w_hh (G, H, H)``,
+        ``h0 (G, N, H)`` → ``hs (G, T, N, H)`` in time order; ``reverse`` processes the
+        steps from ``T`` down to 1.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xw: Tensor, w_hh: Tensor, h0: Tensor, reverse: bool) -> Tensor:
+        """Run the loop without recording; keep the states."""
+        G, T, N, H = xw.shape
+        w_t = w_hh.transpose(1, 2).contiguous()
+        hs = xw.new_empty(G, T, N, H)
+        h = h0
+        for t in _order(T, reverse):
+            # h^(t) = tanh(W_x x^(t) + b + W_h h^(t-1))
+            h = torch.tanh(torch.baddbmm(xw[:, t], h, w_t))
+            hs[:, t] = h
+        ctx.reverse = reverse
+        ctx.save_for_backward(hs, h0, w_hh)
+        return hs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dhs: Tensor) -> Any:
+        """Backpropagate through time, from the last processed step to the first."""
+        hs, h0, w_hh = ctx.saved_tensors
+        G, T, N, H = hs.shape
+        order = list(_order(T, ctx.reverse))
+        dxw = hs.new_empty(G, T, N, H)
+        dh = torch.zeros_like(h0)
+        for k in range(T - 1, -1, -1):
+            t = order[k]
+            h = hs[:, t]
+            # δ^(t) = (1 − h^(t)²) ⊙ h̄^(t)
+            delta = (dh + dhs[:, t]) * (1 - h * h)
+            dxw[:, t] = delta
+            dh = torch.bmm(delta, w_hh)  # W_hᵀ δ, row by row
+        h_prev = _previous_states(hs, h0, order)
+        dw = torch.bmm(dxw.view(G, T * N, H).transpose(1, 2), h_prev.view(G, T * N, H))
+        return dxw, dw, dh, None
+
+
 class LSTMRecurrence(torch.autograd.Function):
     r"""The LSTM's time loop for ``G`` groups, with its backward pass written out.
 
@@ -167,11 +226,7 @@ class LSTMRecurrence(torch.autograd.Function):
             dxw[:, t] = da
             dh = torch.bmm(da, w_hh)
             dc = dc * f
-        # the state each step read, in time order
-        h_prev = torch.empty_like(hs)
-        h_prev[:, order[0]] = h0
-        for k in range(1, T):
-            h_prev[:, order[k]] = hs[:, order[k - 1]]
+        h_prev = _previous_states(hs, h0, order)
         dw = torch.bmm(dxw.view(G, T * N, H4).transpose(1, 2), h_prev.view(G, T * N, -1))
         return dxw, dw, dh, dc, None
 
@@ -228,10 +283,7 @@ class GRURecurrence(torch.autograd.Function):
         order = list(_order(T, ctx.reverse))
         dxw = ns.new_empty(G, T, N, 3 * H)
         dm = ns.new_empty(G, T, N, 3 * H)  # gradient of W_hh h + b_hh
-        h_prev = torch.empty_like(hs)
-        h_prev[:, order[0]] = h0
-        for k in range(1, T):
-            h_prev[:, order[k]] = hs[:, order[k - 1]]
+        h_prev = _previous_states(hs, h0, order)
         dh = torch.zeros_like(h0)
         for k in range(T - 1, -1, -1):
             t = order[k]
@@ -298,13 +350,8 @@ def grouped_direction(
     if cell == "gru":
         hs = GRURecurrence.apply(xw, w_hh, b_hh, state, reverse)
         return hs.transpose(1, 2), hs[:, 0] if reverse else hs[:, -1]
-    w_hh_t = w_hh.transpose(1, 2).contiguous()  # (G, H, H)
-    h, outs = state, [None] * T
-    for t in _order(T, reverse):
-        # h^(t) = tanh(W_x x^(t) + b + W_h h^(t-1))
-        h = torch.tanh(torch.baddbmm(xw[:, t], h, w_hh_t))
-        outs[t] = h
-    return torch.stack(outs, dim=2), h
+    hs = RNNRecurrence.apply(xw, w_hh, state, reverse)
+    return hs.transpose(1, 2), hs[:, 0] if reverse else hs[:, -1]
 
 
 class GroupedStack(nn.Module):

@@ -139,3 +139,16 @@ def test_gru_recurrence_backward_passes_gradcheck() -> None:
     h0 = rand(2, 3, 2)
     for reverse in (False, True):
         assert torch.autograd.gradcheck(GRURecurrence.apply, (xw, w_hh, b_hh, h0, reverse))
+
+
+def test_rnn_recurrence_backward_passes_gradcheck() -> None:
+    from rnn_course.grouped import RNNRecurrence
+
+    gen = torch.Generator().manual_seed(2)
+
+    def rand(*shape, scale=1.0):
+        return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
+
+    xw, w_hh, h0 = rand(2, 4, 3, 2), rand(2, 2, 2, scale=0.5), rand(2, 3, 2)
+    for reverse in (False, True):
+        assert torch.autograd.gradcheck(RNNRecurrence.apply, (xw, w_hh, h0, reverse))
