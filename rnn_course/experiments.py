@@ -428,7 +428,9 @@ def train_char_lm_groups(
     expect_choice("batches", batches, ("tbptt", "windows"))
     G = len(seeds)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = GroupOptimizer(params, _learning_rates(lr, G), optimizer)
+    device = params[0].device
+    opt = GroupOptimizer(params, _learning_rates(lr, G).to(device), optimizer)
+    train_ids = train_ids.to(device)
     stream = TBPTTBatches(train_ids, batch_size, bptt) if batches == "tbptt" else None
     bpc, norms, valid, eval_steps = [], [], [], []
     state = None
