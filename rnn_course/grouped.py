@@ -157,12 +157,14 @@ class LSTMRecurrence(torch.autograd.Function):
 
     .. math::
 
-        \bar{\mathbf{c}} \mathrel{+}= \bar{\mathbf{h}} \odot \mathbf{o} \odot
-        (1 - \tanh^2 \mathbf{c}), \quad
-        \boldsymbol{\delta} = (\bar{\mathbf{c}} \odot \mathbf{g} \odot \mathbf{i}'
-        , \bar{\mathbf{c}} \odot \mathbf{c}_{prev} \odot \mathbf{f}',
-        \bar{\mathbf{c}} \odot \mathbf{i} \odot \mathbf{g}',
+        \begin{aligned}
+        \bar{\mathbf{c}} &\mathrel{+}= \bar{\mathbf{h}} \odot \mathbf{o} \odot
+        (1 - \tanh^2 \mathbf{c}),\\
+        \boldsymbol{\delta} &= (\bar{\mathbf{c}} \odot \mathbf{g} \odot \mathbf{i}',\
+        \bar{\mathbf{c}} \odot \mathbf{c}_{prev} \odot \mathbf{f}',\\
+        &\qquad \bar{\mathbf{c}} \odot \mathbf{i} \odot \mathbf{g}',\
         \bar{\mathbf{h}} \odot \tanh \mathbf{c} \odot \mathbf{o}'),
+        \end{aligned}
 
     then :math:`\bar{\mathbf{h}}_{prev} = W_{hh}^\top \boldsymbol{\delta}` and
     :math:`\bar{\mathbf{c}}_{prev} = \mathbf{f} \odot \bar{\mathbf{c}}`, with the
