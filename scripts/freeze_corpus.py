@@ -54,6 +54,8 @@ EXCLUDED_SUFFIX = "_language.md"
 def excluded(name: str) -> bool:
     """Whether page ``name`` stays out of the corpus."""
     return name in EXCLUDED_PAGES or name.endswith(EXCLUDED_SUFFIX)
+
+
 # directives whose body is prose; every other directive (code cells, includes, math,
 # figures) is dropped with its body
 PROSE_DIRECTIVES = frozenset(
