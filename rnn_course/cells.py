@@ -257,8 +257,7 @@ class GRUCell(_CellBase):
         \end{aligned}
 
     Note:
-        The lecture writes the update gate as ``u = 1 − z``; negating the z-block of the
-        weights and bias maps one convention onto the other.
+        The lecture form writes the update gate as ``u = 1 − z`` (chapter 6 of the book).
     """
 
     num_gates = 3
