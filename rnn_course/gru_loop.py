@@ -134,6 +134,7 @@ class GRULoop(torch.autograd.Function):
         b_hh: Tensor | None,
         schedule: Schedule,
     ) -> tuple[Tensor, Tensor]:
+        """Run the projection and the loop without recording; keep the activations."""
         P, H = x.shape[0], w_hh.shape[1]
         w_ih2, w_hh2 = double_n(w_ih), double_n(w_hh)
         # hw starts as (W_ir x + b_ir + b_hr, W_iz x + b_iz + b_hz, b_hn); each step adds
@@ -165,6 +166,7 @@ class GRULoop(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_out: Tensor, d_hT: Tensor) -> tuple[Any, ...]:
+        """Backpropagate through time by hand; the weights' gradients as a few products."""
         hw, n, hs, h0, x, w_ih2, w_hh2 = ctx.saved_tensors
         schedule: Schedule = ctx.schedule
         P, H = hs.shape
