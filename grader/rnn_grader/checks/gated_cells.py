@@ -91,8 +91,8 @@ def gru_step_inputs(rng: np.random.Generator, hidden: bool, backward: bool) -> C
 
 
 def cost_lstm_step(rng: np.random.Generator) -> Case:
-    """One LSTM step with N = 64, D = H = 1024."""
-    N, D, H = 64, 1024, 1024
+    """One LSTM step with N = 96, D = H = 1024."""
+    N, D, H = 96, 1024, 1024
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
     case.update(weights(rng, D, H, 4))
     case.update(c_prev=rng.normal(size=(N, H)), dh_next=rng.normal(size=(N, H)))
@@ -101,8 +101,8 @@ def cost_lstm_step(rng: np.random.Generator) -> Case:
 
 
 def cost_lstm_seq(rng: np.random.Generator) -> Case:
-    """An LSTM over N = 8 sequences of T = 64 steps with D = H = 512, and ``dh`` at every step."""
-    N, T, D, H = 8, 64, 512, 512
+    """An LSTM over N = 8 sequences of T = 48 steps with D = H = 512, and ``dh`` at every step."""
+    N, T, D, H = 8, 48, 512, 512
     case = {"x": rng.normal(size=(N, T, D)), "h0": rng.normal(scale=0.5, size=(N, H))}
     case.update(weights(rng, D, H, 4))
     case["dh"] = rng.normal(size=(N, T, H))
@@ -110,8 +110,8 @@ def cost_lstm_seq(rng: np.random.Generator) -> Case:
 
 
 def cost_gru_step(rng: np.random.Generator) -> Case:
-    """One GRU step with N = 96, D = H = 1024."""
-    N, D, H = 96, 1024, 1024
+    """One GRU step with N = 128, D = H = 1024."""
+    N, D, H = 128, 1024, 1024
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
     w = weights(rng, D, H, 3)
     case.update(Wx=w["Wx"], Wh=w["Wh"], bx=w["b"], bh=rng.normal(scale=0.3, size=3 * H))
@@ -150,16 +150,16 @@ EXPLAINED: dict[str, str] = {
     "the reset gate is applied before the recurrent product, as in the lecture's GRU": explain(
         "the candidate resets h_prev before the recurrent product (the lecture's form); "
         "torch.nn's reset gate scales the product's result",
-        "n = tanh(x Wx_n + bx_n + r * (h_prev @ Wh_n + bh_n))",
+        "n = tanh(x Wx_n + bx_n + r ⊙ (h_prev Wh_n + bh_n))",
     ),
     "bh_n is added outside the reset gate": explain(
         "in torch.nn's GRU the reset gate scales the candidate's whole recurrent term, its "
         "bias bh_n included",
-        "n = tanh(x Wx_n + bx_n + r * (h_prev @ Wh_n + bh_n))",
+        "n = tanh(x Wx_n + bx_n + r ⊙ (h_prev Wh_n + bh_n))",
     ),
     "z and 1 - z are exchanged": explain(
         "z and 1 - z are exchanged: in torch.nn's GRU z is the fraction of h_prev that is kept",
-        "h_next = (1 - z) * n + z * h_prev",
+        "h_next = (1 − z) ⊙ n + z ⊙ h_prev",
     ),
     "the blocks are read in the order z, r, n": explain(
         "the gate blocks are read in another order than torch.nn's r, z, n",
@@ -168,31 +168,32 @@ EXPLAINED: dict[str, str] = {
     "the lecture's GRU: update gate first, weighting the candidate": explain(
         "this is the lecture's update rule and block order (an update gate u that weights "
         "the candidate, first); torch.nn's z comes second and weights h_prev",
-        "blocks r, z, n; h_next = (1 - z) * n + z * h_prev",
+        "blocks r, z, n; h_next = (1 − z) ⊙ n + z ⊙ h_prev",
     ),
     # one step of torch.nn's GRU: the backward
     "the candidate's recurrent term gets the gradient of n's pre-activation unscaled": explain(
         "the reset gate multiplies the candidate's recurrent term, so the gradient that "
         "term receives is scaled by r",
-        "the gradient of h_prev @ Wh_n + bh_n is dan * r: use it for dWh_n, dbh_n and dh_prev",
+        "with dan the gradient at n's pre-activation, the gradient of h_prev Wh_n + bh_n is "
+        "dan ⊙ r: use it for dWh_n, dbh_n and dh_prev",
     ),
     "the reset gate's gradient leaves out bh_n": explain(
         "the reset gate's gradient is the gradient of what it scales times that term: the "
         "recurrent term with its bias",
-        "dar = dan * (h_prev @ Wh_n + bh_n) * r * (1 - r)",
+        "the gradient at r's pre-activation is dan ⊙ (h_prev Wh_n + bh_n) ⊙ r ⊙ (1 − r)",
     ),
     "the update gate's gradient has the lecture's sign": explain(
         "the update gate's gradient has the wrong sign: z weights h_prev and 1 - z weights n",
-        "daz = dh_next * (h_prev - n) * z * (1 - z)",
+        "the gradient at z's pre-activation is dh_next ⊙ (h_prev − n) ⊙ z ⊙ (1 − z)",
     ),
     "the direct path from h_prev to h_next is missing": explain(
         "h_prev also reaches h_next directly, scaled by z, besides the three recurrent products",
-        "dh_prev = dh_next * z + (the gradient of h_prev @ Wh) @ Wh.T",
+        "dh_prev = dh_next ⊙ z + (the gradient of h_prev Wh + bh) @ Wh.T",
     ),
     "dWh_n is taken with the reset state r * h_prev": explain(
         "the candidate's recurrent weights multiply h_prev, not r ⊙ h_prev (that is the "
         "lecture's form)",
-        "dWh_n = h_prev.T @ (dan * r)",
+        "dWh_n = h_prev.T @ (dan ⊙ r), with dan the gradient at n's pre-activation",
     ),
 }
 
