@@ -82,17 +82,20 @@ def gru_step_inputs(rng: np.random.Generator, hidden: bool, backward: bool) -> C
 
 
 # --------------------------------------------------------------------------- costly hidden cases
-# Differentiating a forward numerically one column of a weight or bias at a time needs at
-# least H forward runs (G·H to recover every gate's pre-activation gradient, twice that with
-# centered differences); at these sizes H forwards alone take minutes, while a backward pass
-# written with loops over the batch and over time takes a few seconds (measured in
-# book/assignments/gated_cells.md). The derivative of an elementwise nonlinearity may still
-# be computed in any way: that is the limit the rule leaves.
+# Differentiating a forward numerically one column of a weight or bias at a time needs a
+# forward run per column of the stacked bias (G·H of them) to reach every gate's
+# pre-activation gradient, at every step of a sequence; even H runs take longer than a check
+# may, while a backward pass written with loops over the batch and over time takes about two
+# seconds (measured on book/assignments/gated_cells.md). The derivative of an elementwise
+# nonlinearity may still be computed in any way: that is the limit the rule leaves.
+# The student's outputs of one case travel in one protocol frame of at most 16 MiB, and
+# those of a whole phase in at most 64 MiB (rnn_grader.autograde): the weight gradients,
+# (D + H)·G·H entries, cap H near 600, so D is kept small and N carries the cost.
 
 
 def cost_lstm_step(rng: np.random.Generator) -> Case:
-    """One LSTM step with N = 96, D = H = 1024."""
-    N, D, H = 96, 1024, 1024
+    """One LSTM step with N = 640, D = 64, H = 512 (outputs: 14.3 MiB)."""
+    N, D, H = 640, 64, 512
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
     case.update(weights(rng, D, H, 4))
     case.update(c_prev=rng.normal(size=(N, H)), dh_next=rng.normal(size=(N, H)))
@@ -101,8 +104,9 @@ def cost_lstm_step(rng: np.random.Generator) -> Case:
 
 
 def cost_lstm_seq(rng: np.random.Generator) -> Case:
-    """An LSTM over N = 8 sequences of T = 48 steps with D = H = 512, and ``dh`` at every step."""
-    N, T, D, H = 8, 48, 512, 512
+    """An LSTM over N = 8 sequences of T = 64 steps, D = 128, H = 512, ``dh`` at every step
+    (outputs: 10.5 MiB)."""
+    N, T, D, H = 8, 64, 128, 512
     case = {"x": rng.normal(size=(N, T, D)), "h0": rng.normal(scale=0.5, size=(N, H))}
     case.update(weights(rng, D, H, 4))
     case["dh"] = rng.normal(size=(N, T, H))
@@ -110,8 +114,8 @@ def cost_lstm_seq(rng: np.random.Generator) -> Case:
 
 
 def cost_gru_step(rng: np.random.Generator) -> Case:
-    """One GRU step with N = 128, D = H = 1024."""
-    N, D, H = 128, 1024, 1024
+    """One GRU step with N = 512, D = 64, H = 640 (outputs: 13.1 MiB)."""
+    N, D, H = 512, 64, 640
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
     w = weights(rng, D, H, 3)
     case.update(Wx=w["Wx"], Wh=w["Wh"], bx=w["b"], bh=rng.normal(scale=0.3, size=3 * H))
