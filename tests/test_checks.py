@@ -32,7 +32,7 @@ def graded_cases(name: str, hidden: bool) -> tuple[tuple[dict, dict, dict], ...]
     """(inputs, expected, mistakes) of every case, computed once per test session."""
     check = registry.get(name)
     return tuple(
-        (case, check.expected(case), check.mistakes(case))
+        (case, check.expected(case), {} if hidden else check.mistakes(case))
         for case in check.cases(hidden=hidden, secret=SECRET)
     )
 
@@ -59,13 +59,13 @@ def failure(name: str, ns: dict, *, hidden: bool = False) -> str:
 
 
 def is_plain(value: object) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.dtype == np.float64
+    if isinstance(value, np.ndarray):  # float64 values, int64 character ids, bool masks
+        return value.dtype in (np.float64, np.int64, np.bool_)
     if isinstance(value, dict):
         return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
     if isinstance(value, list):
         return all(is_plain(v) for v in value)
-    return isinstance(value, bool | int | float)
+    return isinstance(value, bool | int | float | str)
 
 
 def same(a: dict, b: dict) -> bool:
@@ -78,7 +78,7 @@ def test_cases_are_plain_and_reproducible_and_hidden_ones_follow_the_secret(name
     check = registry.get(name)
     public = check.cases(hidden=False)
     hidden = check.cases(hidden=True, secret=SECRET)
-    assert len(public) >= 2 and len(hidden) > len(public)
+    assert len(public) == check.n_public and len(hidden) >= check.n_hidden
     assert all(is_plain(c) for c in public + hidden)
     assert all(
         same(a, b) for a, b in zip(hidden, check.cases(hidden=True, secret=SECRET), strict=True)
@@ -109,6 +109,11 @@ def test_registry_covers_the_contract() -> None:
             "rnn_backward",
             "grad_norms_through_time",
             "clip_grad_norm",
+            "embedding_forward",
+            "embedding_backward",
+            "softmax_cross_entropy",
+            "char_lm_loss",
+            "train_char_lm",
         ),
         "gated_cells": (
             "sigmoid",
@@ -126,20 +131,60 @@ def test_registry_covers_the_contract() -> None:
         assert name in deps
 
 
+def finite_difference_work(case: dict) -> tuple[int, int | None, float]:
+    """``(entries, columns, forward)`` of a costly case.
+
+    ``entries``: input entries whose gradient is graded (one forward run each by finite
+    differences); ``columns``: the widest weight's columns, when perturbing a whole column
+    at once gives that column's gradient for every row (a weight multiplying rows that
+    stay apart until the loss), else ``None``; ``forward``: multiply-adds of one forward
+    run (for the softmax, ten operations per score: exp, log, sums).
+    """
+    arrays = [v for v in case.values() if isinstance(v, np.ndarray) and v.dtype == np.float64]
+    entries = sum(a.size for a in arrays)
+    if "Wx" in case:  # tanh RNN, LSTM or GRU: step or sequence
+        x = case["x"]
+        rows = x.size // x.shape[-1]
+        return entries, case["Wx"].shape[1], rows * (case["Wx"].size + case["Wh"].size)
+    if "params" in case:  # the character model
+        p = case["params"]
+        entries = sum(v.size for v in p.values())
+        D, H, V = p["Wx"].shape[0], p["Wh"].shape[0], p["W_out"].shape[1]
+        return entries, max(H, V), case["idx"].size * (D * H + H * H + H * V)
+    if "scores" in case:
+        return case["scores"].size, case["scores"].shape[-1], 10.0 * case["scores"].size
+    # the embedding: a column of W perturbed at once changes only the column's sum
+    return case["W"].size, None, case["idx"].size * case["W"].shape[1]
+
+
 @pytest.mark.parametrize("name", [n for n in registry.NAMES if registry.get(n).cost])
 def test_every_backward_check_has_a_costly_hidden_case(name: str) -> None:
-    """The last hidden case has over 10^5 input entries: numerical differentiation needs
-    that many forward runs of at least 10^6 multiply-adds each."""
+    """The last hidden case defeats numerical differentiation: one entry at a time needs over
+    10^5 forward runs and 10^11 multiply-adds; one column at a time (where that works)
+    still 5·10^10, some 25 s at two billion a second, against 10 s for the whole check."""
     case = registry.get(name).cases(hidden=True, secret=SECRET)[-1]
-    sizes = [v.size for v in case.values() if isinstance(v, np.ndarray)]
-    assert sum(sizes) > 100_000
-    weights = case["Wx"].size + case["Wh"].size
-    assert weights > 30_000
-    forward_flops = (
-        case["x"].size * case["Wx"].shape[1]
-        + case["h0" if "h0" in case else "h_prev"].size * case["Wh"].shape[1]
-    )
-    assert forward_flops * weights > 10**11
+    entries, columns, forward = finite_difference_work(case)
+    assert entries > 100_000
+    assert entries * forward > 10**11
+    if columns is not None:
+        assert 2 * columns * forward >= 5 * 10**10, (columns, forward)
+
+
+@pytest.mark.parametrize("assignment", sorted(registry.ASSIGNMENTS))
+def test_a_correct_notebook_s_outputs_fit_the_grader_s_protocol(assignment: str) -> None:
+    """One case's outputs travel in one frame and a phase's in a bounded total: the grader
+    refuses to start when a correct notebook could not send them, and the course's own
+    cases leave it room."""
+    from rnn_grader.autograde.errors import GraderError
+    from rnn_grader.autograde.protocol import MAX_FRAME_BYTES
+    from rnn_grader.autograde.sandbox import SandboxLimits
+    from rnn_grader.autograde.suite import GradingSuite
+
+    names = list(registry.ASSIGNMENTS[assignment])
+    suite = GradingSuite("rnn_grader.checks", SECRET)
+    suite.validate(names, MAX_FRAME_BYTES, SandboxLimits().max_message_bytes)
+    with pytest.raises(GraderError, match="bytes"):
+        suite.validate(names, 2**10, SandboxLimits().max_message_bytes)
 
 
 @pytest.mark.parametrize("name", registry.NAMES)
@@ -157,7 +202,7 @@ def test_each_mistake_fails_exactly_its_checks_with_a_hint(m: fx.Mistake) -> Non
         try:
             run_check(name, ns)
             run_check(name, ns, hidden=True)
-        except AssertionError as exc:
+        except Exception as exc:  # a failed comparison, or the student's code raised
             failed[f"test_{name}"] = " ".join(str(exc).split())
     assert set(failed) == m.breaks
     assert "HINT:" in failed[m.hint_test]

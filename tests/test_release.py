@@ -42,29 +42,56 @@ ROOT = Path(__file__).resolve().parents[1]
 STUDENT_FILES = {"selfcheck.py", "public_checks.json", "nbgrader_config.py"}
 VENV_BIN = Path(sys.executable).parent
 
-#: Every backward function's gradient-check cell and the names it prints a relative error for.
+
+def _per_block(names: str, gates: str) -> list[str]:
+    """``name/gate`` for each stacked parameter and each of its gate blocks, in order."""
+    return [f"{name}/{gate}" for name in names.split() for gate in gates]
+
+
+#: Every backward function's gradient-check cell and the names it prints a relative error for
+#: (a parameter, or a parameter and a gate block as "name/block").
 GRADIENT_CHECKS = {
     "rnn_bptt": {
-        "rnn_step_backward": ["dx", "dh_prev", "dWx", "dWh", "db"],
-        "rnn_backward": ["dx", "dh0", "dWx", "dWh", "db"],
+        "rnn_step_backward": ["x", "h_prev", "Wx", "Wh", "b"],
+        "rnn_backward": ["x", "h0", "Wx", "Wh", "b"],
         "grad_norms_through_time": ["from rnn_backward", "numerical"],
+        "embedding_backward": ["W"],
+        "softmax_cross_entropy": ["scores"],
+        "char_lm_loss": ["W_embed", "Wx", "Wh", "b", "W_out", "b_out"],
     },
     "gated_cells": {
-        "lstm_step_backward": ["dx", "dh_prev", "dc_prev", "dWx", "dWh", "db"],
-        "lstm_backward": ["dx", "dh0", "dWx", "dWh", "db"],
-        "gru_step_backward": ["dx", "dh_prev", "dWx", "dWh", "dbx", "dbh"],
+        "lstm_step_backward": ["dx", "dh_prev", "dc_prev", *_per_block("dWx dWh db", "ifgo")],
+        "lstm_backward": ["dx", "dh0", *_per_block("dWx dWh db", "ifgo")],
+        "gru_step_backward": ["dx", "dh_prev", *_per_block("dWx dWh dbx dbh", "rzn")],
     },
     "deep_birnn": {},
 }
+#: A line of ``gradient_errors``'s table, or a ``name: relative error e`` line.
+TABLE_LINE = re.compile(r"^(\w+) +(\w*) +(\d\.\d+e[+-]\d+)(?:  <-- check this)?$", re.M)
+NAMED_LINE = re.compile(r"^\s*([\w ]+?):\s+relative error (\S+)$", re.M)
+
+
+def printed_errors(text: str) -> dict[str, float]:
+    """The relative errors a gradient-check cell printed, by name (or name/block)."""
+    table = {f"{n}/{b}" if b else n: float(e) for n, b, e in TABLE_LINE.findall(text)}
+    return table or {name: float(e) for name, e in NAMED_LINE.findall(text)}
+
+
 #: Arguments whose description is not ``name (shape)``: a phrase that states it instead.
 STATED_OTHERWISE = {
     "grads": "a dict from names to gradient arrays of any shapes",
-    "max_norm": "a float `max_norm > 0`",
+    "max_norm": "a float `max_norm > 0`",  # in clip_grad_norm's and train_char_lm's text
     "params_fwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
     "params_bwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
     "h0s": "initial states `(N, H_l)`",
     "layers": "`(Wx (H_{l-1}, H_l), Wh (H_l, H_l), b (H_l,))`",
     "residual": "`residual=True`",
+    "params": "a dict of six arrays",
+    "data": "an integer array of character ids",
+    "steps": "`steps` (an int",
+    "seq_len": "`seq_len` (an int",
+    "batch_size": "`batch_size` (an int",
+    "lr": "`lr` (a float",
 }
 
 BLOCKER = """
@@ -211,10 +238,9 @@ def test_released_notebook_completes_without_torch(assignment: str, tmp_path: Pa
     for name, grads in GRADIENT_CHECKS[assignment].items():
         (cell,) = _gradient_check_cells(executed.cells, name)
         text = "".join(o.get("text", "") for o in cell.outputs)
-        errors = dict(re.findall(r"^\s*([\w ]+?):\s+relative error (\S+)$", text, re.M))
-        errors = errors or _table_errors(text)
+        errors = printed_errors(text)
         assert list(errors) == grads, (name, text)
-        assert all(float(e) < 1e-7 for e in errors.values()), (name, text)
+        assert all(e < 1e-7 for e in errors.values()), (name, text)
     setup = next(c for c in executed.cells if "from selfcheck import" in c.source)
     assert "torch" not in setup.source and "rnn_course" not in setup.source
     # the blocker really blocks: importing torch in that kernel environment fails
@@ -260,9 +286,10 @@ def test_a_failing_check_shows_its_message_without_the_checkers_frames(tmp_path:
         timeout=600,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
     )
-    assert "HINT:" in done.stdout
-    message = [ln for ln in done.stdout.splitlines() if ln.startswith("    ")]
-    assert message and not any(ln.endswith("...") for ln in message), done.stdout
+    (block,) = [b for b in done.stdout.split("=" * 20) if 'check("rnn_forward")' in b]
+    assert "HINT:" in block
+    message = [ln for ln in block.splitlines() if ln.startswith("    ")]
+    assert message and not any(ln.endswith("...") for ln in message), block
 
 
 def test_setup_bench_measures_both_setups(tmp_path: Path) -> None:
@@ -282,20 +309,6 @@ def _released(assignment: str) -> nbformat.NotebookNode:
 
 def _plain(cell: dict) -> bool:
     return not cell.get("metadata", {}).get("nbgrader")
-
-
-def _table_errors(text: str) -> dict[str, str]:
-    """``{gradient: largest relative error}`` from a printed ``gradient_errors`` table, whose
-    lines are ``name [block] error``, the block's letter only for stacked gates."""
-    errors: dict[str, str] = {}
-    lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.split()[:1] == ["gradient"]), None)
-    for line in lines[start + 1 :] if start is not None else []:
-        fields = line.replace("<-- check this", "").split()
-        if len(fields) in (2, 3) and re.fullmatch(r"\d\.\d+e[-+]\d+", fields[-1]):
-            name, err = fields[0], fields[-1]
-            errors[name] = max(errors.get(name, err), err, key=float)
-    return errors
 
 
 def _gradient_check_cells(cells: list, name: str) -> list:
@@ -318,11 +331,7 @@ def _gradient_check_cells(cells: list, name: str) -> list:
 
 @pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
 def test_every_backward_function_has_a_gradient_check_cell(assignment: str) -> None:
-    backward = [
-        n
-        for n in registry.ASSIGNMENTS[assignment]
-        if n.endswith("_backward") or n == "grad_norms_through_time"
-    ]
+    backward = [n for n in registry.ASSIGNMENTS[assignment] if registry.get(n).cost]
     assert sorted(backward) == sorted(GRADIENT_CHECKS[assignment])
     cells = _released(assignment).cells
     for name in backward:
@@ -381,23 +390,30 @@ def test_clipping_rule_matches_the_contract_and_names_the_book_s_variants() -> N
 
 
 @pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
-def test_written_questions_show_a_rubric_with_their_points(assignment: str) -> None:
+def test_written_questions_say_what_is_assessed_and_keep_the_rubric_for_instructors(
+    assignment: str,
+) -> None:
+    """Students see the points, what is assessed and a length guide; the rubric, one line
+    per point, and the model answer are in the solution's answer cell only."""
     cells = _released(assignment).cells
+    solution = fx.load(fx.solution_path(ROOT, assignment))["cells"]
     answers = [c for c in cells if (fx.grade_id(c) or "").startswith("written_")]
     answers = [c for c in answers if not fx.grade_id(c).endswith("_question")]
     assert answers
+    released_text = " ".join(c["source"] for c in cells)
+    assert "Rubric" not in released_text and "Model answer" not in released_text
     for answer in answers:
-        question = next(c for c in cells if fx.grade_id(c) == f"{fx.grade_id(answer)}_question")
+        gid = fx.grade_id(answer)
+        question = next(c for c in cells if fx.grade_id(c) == f"{gid}_question")
         points = answer["metadata"]["nbgrader"]["points"]
         text = question["source"]
-        assert f"**Question ({points} points).**" in text, fx.grade_id(answer)
-        rubric = re.search(
-            r"\*Rubric \(graded by hand; (\d+)–(\d+) sentences\)\.\*(.*)", text, re.S
-        )
-        assert rubric, f"{fx.grade_id(answer)}: no rubric with a length guide"
-        # one line per point, and the points add up to the question's
-        items = re.findall(r"^(\d+) points?:", rubric[3], re.M)
-        assert sum(map(int, items)) == points, (fx.grade_id(answer), items)
+        assert f"**Question ({points} points).**" in text, gid
+        assert re.search(r"\*Assessed \(.*?; (\d+) to (\d+) sentences\):\*", text, re.S), gid
+        key = fx.source(next(c for c in solution if fx.grade_id(c) == gid))
+        rubric = re.search(r"\*Rubric \(instructor's copy\)\.\*(.*?)\*Model answer", key, re.S)
+        assert rubric, f"{gid}: the solution has no rubric before its model answer"
+        items = re.findall(r"(\d+) points?:", rubric[1])
+        assert sum(map(int, items)) == points, (gid, items)
 
 
 def test_book_base_url_comes_from_the_html_section() -> None:
@@ -490,3 +506,12 @@ def test_validate_in_the_released_folder_is_quiet(tmp_path: Path) -> None:
     )
     assert "Success! Your notebook passes all the tests." in done.stdout, done.stdout[-2000:]
     assert done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
+def test_assignment_page_names_every_graded_function(assignment: str) -> None:
+    """The book's assignment page and the registry are one contract: same functions."""
+    page = (ROOT / "book" / "assignments" / f"{assignment}.md").read_text()
+    named = set(re.findall(r"`(\w+)`", page))
+    missing = [n for n in registry.ASSIGNMENTS[assignment] if n not in named]
+    assert not missing, f"{assignment}: the page does not name {missing}"

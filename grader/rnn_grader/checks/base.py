@@ -65,7 +65,8 @@ class Check:
     * ``mistakes``: outputs of known wrong versions, so a message can name the mistake;
     * ``cost``: for a backward function, a large hidden case that only a real backward
       pass finishes within the per-check time limit;
-    * ``extra_hidden``: one more hidden case of a special kind (e.g. one that must raise).
+    * ``extra_hidden``: one more hidden case of a special kind (e.g. one that must raise);
+    * ``n_public``, ``n_hidden``: how many cases of each kind ``make`` draws.
 
     Public cases are seeded by the check's name; hidden ones by the course secret
     (:mod:`rnn_grader.secret`), so they differ from course to course.
@@ -80,6 +81,8 @@ class Check:
     mistakes: Callable[[Case], dict[str, dict[str, Any]]] = lambda case: {}
     cost: Callable[[np.random.Generator], Case] | None = None
     extra_hidden: Callable[[np.random.Generator], Case] | None = None
+    n_public: int = N_PUBLIC
+    n_hidden: int = N_HIDDEN
 
     def functions(self) -> list[str]:
         """The student functions this check calls, in order."""
@@ -94,7 +97,7 @@ class Check:
             rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
         else:
             rng = np.random.default_rng(zlib.crc32(f"{self.name}/public".encode()))
-        out = [self.make(rng, hidden, i) for i in range(N_HIDDEN if hidden else N_PUBLIC)]
+        out = [self.make(rng, hidden, i) for i in range(self.n_hidden if hidden else self.n_public)]
         if hidden and self.extra_hidden is not None:
             out.append(self.extra_hidden(rng))
         if hidden and self.cost is not None:

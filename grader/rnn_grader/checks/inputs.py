@@ -48,10 +48,10 @@ def rnn_like(rng: np.random.Generator, hidden: bool, *, gates: int, step: bool) 
 
 
 def cost_rnn_seq(rng: np.random.Generator, *, gates: int, upstream: str) -> Case:
-    """N = 32 sequences: T = 64 and D = H = 192 (128 for the LSTM), or T = 128, D = H = 160
+    """N = 32 sequences: T = 64 and D = H = 384 (128 for the LSTM), or T = 128, D = H = 384
     when only the last state's gradient ``dh_last`` is given."""
     N, T = (32, 64) if upstream == "dh" else (32, 128)
-    D = H = (192 if gates == 1 else 128) if upstream == "dh" else 160
+    D = H = (384 if gates == 1 else 128) if upstream == "dh" else 384
     case = {"x": rng.normal(size=(N, T, D)), "h0": rng.normal(scale=0.5, size=(N, H))}
     case.update(weights(rng, D, H, gates))
     case[upstream] = rng.normal(size=(N, T, H) if upstream == "dh" else (N, H))

@@ -7,10 +7,10 @@ Each assignment keeps its checks in a module of its own (:mod:`.rnn_bptt`,
 
 from __future__ import annotations
 
-from rnn_grader.checks import deep_birnn, gated_cells, rnn_bptt
+from rnn_grader.checks import char_lm, deep_birnn, gated_cells, rnn_bptt
 from rnn_grader.checks.base import Check
 
-_ENTRIES: list[Check] = [*rnn_bptt.CHECKS, *gated_cells.CHECKS, *deep_birnn.CHECKS]
+_ENTRIES: list[Check] = [*rnn_bptt.CHECKS, *char_lm.CHECKS, *gated_cells.CHECKS, *deep_birnn.CHECKS]
 CHECKS: dict[str, Check] = {c.name: c for c in _ENTRIES}
 ASSIGNMENTS: dict[str, tuple[str, ...]] = {}
 for _c in _ENTRIES:

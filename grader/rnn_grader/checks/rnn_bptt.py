@@ -77,8 +77,8 @@ def clip_inputs(rng: np.random.Generator, hidden: bool, index: int) -> Case:
 
 
 def cost_rnn_step(rng: np.random.Generator) -> Case:
-    """One RNN step with N = D = H = 256: 131 072 weight entries."""
-    N, D, H = 256, 256, 256
+    """One RNN step with N = 1024, D = H = 512: 524 288 weight entries in 512 columns."""
+    N, D, H = 1024, 512, 512
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
     case.update(weights(rng, D, H, 1))
     case["dh_next"] = rng.normal(size=(N, H))
