@@ -384,7 +384,8 @@ def test_written_answers_reach_students_only_as_a_stub() -> None:
     for cell in answers:
         body = fx.source(cell)
         assert body.startswith("### BEGIN SOLUTION") and body.rstrip().endswith("### END SOLUTION")
-        assert "Model answer" in body and "Detailed rubric" in body
+        # the rubric, one line per point, comes before the model answer
+        assert body.index("*Rubric (instructor's copy).*") < body.index("*Model answer.*")
         (stub,) = [c for c in released["cells"] if fx.grade_id(c) == fx.grade_id(cell)]
         assert fx.source(stub).strip() == "YOUR ANSWER HERE"
         lines = [ln.strip() for ln in body.splitlines() if len(ln.strip()) > 20]
