@@ -89,7 +89,7 @@ def test_every_gru_mistake_is_told_apart_on_the_public_cases(name: str) -> None:
 # --------------------------------------------------------------------------- the cost rule
 
 #: Multiply-adds per second of a fast single core: a generous speed for the finite differences
-#: (the machine the measurements on the assignment page come from does about 2·10^10).
+#: (the machine the measurements on the assignment page come from did about 1.5·10^10).
 FAST_CORE = 5e10
 CHECK_SECONDS = 10.0
 
@@ -109,7 +109,7 @@ def test_per_column_finite_differences_cannot_finish_in_time(name: str) -> None:
     runs = Wx.shape[1] * steps
     assert runs * forward / FAST_CORE > 2 * CHECK_SECONDS
     # even one forward run per hidden unit takes over half the limit on a fast core (two to
-    # four times the limit on the machine of the page's measurements)
+    # five times the limit on the machine of the page's measurements)
     assert Wh.shape[0] * forward / FAST_CORE > 0.5 * CHECK_SECONDS
     # the case, a fresh copy of it and gradients of the same sizes fit well in 1 GiB
     nbytes = sum(v.nbytes for v in case.values() if isinstance(v, np.ndarray))

@@ -85,8 +85,8 @@ def gru_step_inputs(rng: np.random.Generator, hidden: bool, backward: bool) -> C
 # Differentiating a forward numerically one column of a weight or bias at a time needs a
 # forward run per column of the stacked bias (G·H of them) to reach every gate's
 # pre-activation gradient, at every step of a sequence; even H runs take longer than a check
-# may, while a backward pass written with loops over the batch and over time takes about two
-# seconds (measured on book/assignments/gated_cells.md). The derivative of an elementwise
+# may, while a backward pass written with loops over the batch and over time takes under two
+# seconds (measured in book/assignments/gated_cells.md). The derivative of an elementwise
 # nonlinearity may still be computed in any way: that is the limit the rule leaves.
 # The student's outputs of one case travel in one protocol frame of at most 16 MiB, and
 # those of a whole phase in at most 64 MiB (rnn_grader.autograde): the weight gradients,
@@ -94,8 +94,8 @@ def gru_step_inputs(rng: np.random.Generator, hidden: bool, backward: bool) -> C
 
 
 def cost_lstm_step(rng: np.random.Generator) -> Case:
-    """One LSTM step with N = 640, D = 64, H = 512 (outputs: 14.3 MiB)."""
-    N, D, H = 640, 64, 512
+    """One LSTM step with N = 576, D = 64, H = 512 (outputs: 13.8 MiB)."""
+    N, D, H = 576, 64, 512
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
     case.update(weights(rng, D, H, 4))
     case.update(c_prev=rng.normal(size=(N, H)), dh_next=rng.normal(size=(N, H)))
