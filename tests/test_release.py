@@ -54,16 +54,35 @@ GRADIENT_CHECKS = {
         "lstm_backward": ["dx", "dh0", "dWx", "dWh", "db"],
         "gru_step_backward": ["dx", "dh_prev", "dWx", "dWh", "db"],
     },
-    "deep_birnn": {},
+    "deep_birnn": {
+        "birnn_backward": [
+            "dx",
+            "dh0_fwd",
+            "dh0_bwd",
+            "dWx_fwd",
+            "dWh_fwd",
+            "db_fwd",
+            "dWx_bwd",
+            "dWh_bwd",
+            "db_bwd",
+        ],
+        "stacked_rnn_backward": [
+            "dx",
+            *(f"d{p}_{l}" for l in (1, 2, 3) for p in ("Wx", "Wh", "b", "h0")),
+        ],
+        "highway_backward": ["dx", "dW_h", "db_h", "dW_t", "db_t"],
+    },
 }
+#: A line of ``gradient_errors``'s table: the gradient, its gate block if any, the error.
+TABLE_LINE = re.compile(r"^(\w+)\s+(?:(\w+)\s+)?(\d\.\d+e[+-]\d+)(?:\s+<-- check this)?$", re.M)
 #: Arguments whose description is not ``name (shape)``: a phrase that states it instead.
 STATED_OTHERWISE = {
     "grads": "a dict from names to gradient arrays of any shapes",
     "max_norm": "a float `max_norm > 0`",
     "params_fwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
     "params_bwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
-    "h0s": "initial states `(N, H_l)`",
-    "layers": "`(Wx (H_{l-1}, H_l), Wh (H_l, H_l), b (H_l,))`",
+    "h0s": "initial states `(N, H_ℓ)`",
+    "layers": "`(Wx (H_{ℓ-1}, H_ℓ), Wh (H_ℓ, H_ℓ), b (H_ℓ,))`",
     "residual": "`residual=True`",
 }
 
@@ -211,9 +230,11 @@ def test_released_notebook_completes_without_torch(assignment: str, tmp_path: Pa
     for name, grads in GRADIENT_CHECKS[assignment].items():
         (cell,) = _gradient_check_cells(executed.cells, name)
         text = "".join(o.get("text", "") for o in cell.outputs)
-        errors = dict(re.findall(r"^\s*([\w ]+?):\s+relative error (\S+)$", text, re.M))
+        errors = _printed_errors(text)
         assert list(errors) == grads, (name, text)
         assert all(float(e) < 1e-7 for e in errors.values()), (name, text)
+        if name == "birnn_backward":
+            assert "largest |dx| at a padded step: 0.0" in text, text
     setup = next(c for c in executed.cells if "from selfcheck import" in c.source)
     assert "torch" not in setup.source and "rnn_course" not in setup.source
     # the blocker really blocks: importing torch in that kernel environment fails
@@ -283,9 +304,29 @@ def _plain(cell: dict) -> bool:
     return not cell.get("metadata", {}).get("nbgrader")
 
 
+def _printed_errors(text: str) -> dict[str, str]:
+    """The relative errors a gradient-check cell printed, by gradient: the lines of
+    ``gradient_errors``'s table (``name`` or ``name/block``), else ``name: relative error e``
+    lines."""
+    table = {f"{n}/{b}" if b else n: e for n, b, e in TABLE_LINE.findall(text)}
+    return table or dict(re.findall(r"^\s*([\w ]+?):\s+relative error (\S+)$", text, re.M))
+
+
+def test_the_gradient_table_is_read_per_gradient_and_block() -> None:
+    table = selfcheck.gradient_errors(
+        {"dx": np.ones(2), "dWh": np.ones((2, 4))},
+        {"dx": np.ones(2), "dWh": np.concatenate([np.ones((2, 2)), np.zeros((2, 2))], axis=1)},
+        {"dWh": ["u", "r"]},
+    )
+    errors = _printed_errors(table + "\nlargest |dx| at a padded step: 0.0\n")
+    assert list(errors) == ["dx", "dWh/u", "dWh/r"]
+    assert float(errors["dWh/r"]) == 1.0 and float(errors["dx"]) == 0.0
+
+
 def _gradient_check_cells(cells: list, name: str) -> list:
     """Ungraded code cells after ``name``'s test cell (up to the next graded cell) that call
-    ``name`` and compare with ``numerical_gradient``."""
+    ``name`` and compare with ``numerical_gradient`` (by ``relative_error`` or a table of
+    ``gradient_errors``)."""
     test = next(i for i, c in enumerate(cells) if fx.grade_id(c) == f"test_{name}")
     found = []
     for cell in cells[test + 1 :]:
@@ -295,7 +336,7 @@ def _gradient_check_cells(cells: list, name: str) -> list:
             cell["cell_type"] == "code"
             and re.search(rf"\b{name}\(", cell["source"])
             and "numerical_gradient(" in cell["source"]
-            and "relative_error(" in cell["source"]
+            and ("relative_error(" in cell["source"] or "gradient_errors(" in cell["source"])
         ):
             found.append(cell)
     return found
@@ -382,6 +423,26 @@ def test_written_questions_show_a_rubric_with_their_points(assignment: str) -> N
         # one line per point, and the points add up to the question's
         items = re.findall(r"^(\d+) points?:", rubric[3], re.M)
         assert sum(map(int, items)) == points, (fx.grade_id(answer), items)
+
+
+def test_model_answers_and_detailed_rubrics_stay_in_the_solutions() -> None:
+    """deep_birnn's written answers hold a model answer and a detailed rubric in solutions/;
+    the released question shows what is assessed and the points, never either of them."""
+    source = fx.load(fx.solution_path(ROOT, "deep_birnn"))
+    answers = {
+        fx.grade_id(c): fx.source(c)
+        for c in source["cells"]
+        if (fx.grade_id(c) or "").startswith("written_") and c["metadata"]["nbgrader"]["solution"]
+    }
+    assert len(answers) == 3
+    released = _released("deep_birnn").cells
+    text = "\n".join(c["source"] for c in released)
+    for gid, answer in answers.items():
+        assert "**Model answer.**" in answer and "**Detailed rubric (for graders).**" in answer
+        (cell,) = [c for c in released if fx.grade_id(c) == gid]
+        assert cell["source"].strip() == "YOUR ANSWER HERE", gid
+        leaked = [ln for ln in answer.splitlines() if len(ln) > 40 and ln in text]
+        assert not leaked, (gid, leaked[:2])
 
 
 def test_book_base_url_comes_from_the_html_section() -> None:
