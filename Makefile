@@ -17,9 +17,9 @@ DEBIAN_PACKAGES := chromium bubblewrap
 help:
 	@echo "make book        build the textbook into _build/html"
 	@echo "make test        run the whole test suite (book build, nbgrader, browser)"
-	@echo "make lint        ruff over the package and the tests"
-	@echo "make bench       benchmark the layers against torch.nn"
-	@echo "make gpu-check   CUDA tests and the benchmark against cuDNN (says so without CUDA)"
+	@echo "make lint        ruff over the package, the grader, the tests and the scripts"
+	@echo "make bench       benchmark the layers against torch.nn, loop peers and the GEMM floor"
+	@echo "make gpu-check   CUDA tests and the benchmark on CUDA (says so without CUDA)"
 	@echo "make release     regenerate the student notebooks and their self-check data in assignments/"
 	@echo "make student     a student's environment in .venv-student (NumPy, no torch)"
 	@echo "make lock        rewrite requirements.lock from .venv (name==version lines only)"
@@ -50,13 +50,14 @@ test: venv system-deps
 	$(PY) -m pytest
 
 lint: venv
-	$(VENV)/bin/ruff check rnn_course grader tests
-	$(VENV)/bin/ruff format --check rnn_course grader tests
+	$(VENV)/bin/ruff check rnn_course grader tests scripts
+	$(VENV)/bin/ruff format --check rnn_course grader tests scripts
 
 bench: venv
 	$(PY) -m rnn_course.bench
 
-# The device-parametrized tests on CUDA, then one benchmark table against cuDNN.
+# The device-parametrized tests on CUDA (padded and packed sequences, host synchronization),
+# then the benchmark's tables on CUDA: cuDNN, the GEMM floor, the loop peers, packed sequences.
 gpu-check: venv
 	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 	  $(PY) -m pytest -m cuda -q -p no:cacheprovider && \

@@ -15,7 +15,7 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
 )
 
-from rnn_grader.autograde.checksums import ReleasedChecksums, silence_gradebook_warnings
+from rnn_grader.autograde.checksums import ReleasedChecksums
 
 
 class DropEmptyGraderMetadata(NbGraderPreprocessor):
@@ -57,9 +57,8 @@ c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.Execute.startup_timeout = 120
 c.Execute.execute_retries = 0
-# Library warnings must not fail a correct answer: a test cell fails on any stderr output.
-# The kernel inherits this environment; the setup cell and check() silence warnings too.
-os.environ["PYTHONWARNINGS"] = "ignore"
+# Library warnings must not fail a correct answer (a test cell fails on any stderr output):
+# the notebooks' setup cells and check() silence them inside the kernel.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # --- autograding --------------------------------------------------------------------------
@@ -75,9 +74,8 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40
-# nbgrader's gradebook under SQLAlchemy 2 warns "not in session" for every submission; the
-# objects are added right after, so the warning only hides real problems in the log.
-silence_gradebook_warnings()
+# nbgrader's gradebook under SQLAlchemy 2 warns "not in session" for every submission (the
+# objects are added right after); `rnn-course autograde` hides exactly that warning.
 
 # --- collecting from the LMS (make collect A=<assignment>) ------------------------------
 # Put the LMS's bulk download (zip) in downloaded/<assignment>/archive/; `make collect`

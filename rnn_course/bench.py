@@ -1,13 +1,23 @@
-"""Time the package's LSTM and GRU layers against :mod:`torch.nn`'s, side by side.
+"""Time the package's LSTM and GRU against :mod:`torch.nn`, loop peers and the GEMM floor.
 
-Run ``python -m rnn_course.bench`` (or ``make bench``). For each size and pass the four
-layers (``rnn_course`` and :mod:`torch.nn`, LSTM and GRU) get the same weights and inputs,
-and their calls are interleaved within each repeat in a rotating order, so that a busy
-machine slows all four alike. A run reports the median milliseconds per call of each layer
-after a warm-up; the ratios (``rnn_course`` / :mod:`torch.nn`, and GRU / LSTM for each
-implementation) are computed from those medians. With ``--runs R`` the whole measurement is
-repeated R times and the table shows the median over the runs and, for the ratios, their
-range.
+Run ``python -m rnn_course.bench`` (or ``make bench``). For each size and pass these are
+timed, all with the same weights and inputs (:data:`IMPLEMENTATIONS`):
+
+* ``ours``: the package's layer on a padded tensor; ``packed``: the same layer on a
+  :class:`~torch.nn.utils.rnn.PackedSequence` of equal lengths (the same work, plus the
+  packed path's bookkeeping);
+* ``torch``: :class:`torch.nn.LSTM` / :class:`torch.nn.GRU` (oneDNN or cuDNN kernels);
+* ``floor``: the matrix products the algorithm cannot avoid, and nothing else
+  (:class:`rnn_course.baselines.GemmFloor`);
+* for the LSTM, the pure-PyTorch loops people write (:mod:`rnn_course.baselines`): ``d2l``
+  (from scratch, per-gate products), ``cell loop`` (:class:`torch.nn.LSTMCell` in a Python
+  loop) and ``script`` (PyTorch's fastrnns TorchScript layer).
+
+Their calls are interleaved within each repeat in a rotating order, so that a busy machine
+slows all of them alike. A run reports the median milliseconds per call of each after a
+warm-up; every ratio is computed from those medians. With ``--runs R`` the whole
+measurement is repeated R times and the tables show the median over the runs and, for the
+ratios, their range.
 
 The three passes:
 
@@ -16,10 +26,16 @@ The three passes:
 * ``fwd+bwd+dx``: the same plus the input's gradient, as for any layer that is not the
   first one of a model, or that reads an embedding.
 
+The floor of each pass has that pass's products: the input projection and the recurrent
+products for ``forward``; plus the backward recurrent products and ``dW_ih``, ``dW_hh`` for
+``fwd+bwd``; plus ``dX`` for ``fwd+bwd+dx``.
+
 On the CPU the clock is the processor time of the process (:func:`time.process_time`), which
 equals the wall time of a single-threaded run on an idle machine and is disturbed less by
 other programs on a shared one. On CUDA (``--device cuda``) every call is followed by a
-synchronization and the clock is the wall time; :mod:`torch.nn`'s layers run cuDNN.
+synchronization and the clock is the wall time; :mod:`torch.nn`'s layers run cuDNN. The
+device is chosen once; nothing inside a timed call waits for it but the final
+synchronization.
 """
 
 from __future__ import annotations
@@ -32,7 +48,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+from rnn_course.baselines import LOOP_PEERS, GemmFloor
 from rnn_course.layers import GRU, LSTM
 
 
@@ -56,43 +74,63 @@ DEFAULT_CONFIGS = (
     BenchConfig(50, 32, 64, 64),  # the book's typical size
 )
 PASSES = ("forward", "fwd+bwd", "fwd+bwd+dx")
-# (cell, implementation) → layer class; the timed order rotates over these four
+# the layers of the first table: (cell, implementation) → layer class
 LAYERS: dict[tuple[str, str], type[nn.Module]] = {
     ("LSTM", "ours"): LSTM,
     ("LSTM", "torch"): nn.LSTM,
     ("GRU", "ours"): GRU,
     ("GRU", "torch"): nn.GRU,
 }
+GATES = {"LSTM": 4, "GRU": 3}
+# everything timed, per cell; the timed order rotates over all of them
+IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
+    "LSTM": ("ours", "packed", "torch", "floor", *LOOP_PEERS),
+    "GRU": ("ours", "packed", "torch", "floor"),
+}
+KEYS = tuple((cell, impl) for cell, impls in IMPLEMENTATIONS.items() for impl in impls)
 
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One line of the table: median milliseconds per call of the four layers.
+    """One size and pass: the milliseconds per call of everything timed, one per run.
 
-    ``times`` maps ``(cell, implementation)`` to the milliseconds of each run (one entry per
-    run); every ratio is computed per run and summarized by its median and range.
+    ``times`` maps ``(cell, implementation)`` to the milliseconds of each run; every ratio
+    is computed per run and summarized by its median and range.
     """
 
     config: BenchConfig
     pass_: str
     times: dict[tuple[str, str], tuple[float, ...]]
 
+    @property
+    def runs(self) -> int:
+        return len(next(iter(self.times.values())))
+
     def ms(self, cell: str, impl: str) -> float:
         """Median over runs of the milliseconds per call."""
         return statistics.median(self.times[cell, impl])
 
-    def _ratios(self, num: tuple[str, str], den: tuple[str, str]) -> list[float]:
-        return [a / b for a, b in zip(self.times[num], self.times[den], strict=True)]
+    def ratio_of(
+        self, num: tuple[str, str] | Sequence[tuple[str, str]], den: tuple[str, str]
+    ) -> tuple[float, float, float]:
+        """``num`` time / ``den`` time, per run: median, min and max over runs.
+
+        ``num`` may be several keys: the fastest of them in each run.
+        """
+        keys = [num] if isinstance(num[0], str) else list(num)
+        r = [
+            min(self.times[key][j] for key in keys) / self.times[den][j]  # type: ignore[index]
+            for j in range(self.runs)
+        ]
+        return statistics.median(r), min(r), max(r)
 
     def ratio(self, cell: str) -> tuple[float, float, float]:
         """``rnn_course`` / :mod:`torch.nn` for ``cell``: median, min and max over runs."""
-        r = self._ratios((cell, "ours"), (cell, "torch"))
-        return statistics.median(r), min(r), max(r)
+        return self.ratio_of((cell, "ours"), (cell, "torch"))
 
     def gru_over_lstm(self, impl: str) -> tuple[float, float, float]:
         """GRU time / LSTM time of one implementation: median, min and max over runs."""
-        r = self._ratios(("GRU", impl), ("LSTM", impl))
-        return statistics.median(r), min(r), max(r)
+        return self.ratio_of(("GRU", impl), ("LSTM", impl))
 
 
 def _sync(device: torch.device) -> Callable[[], None]:
@@ -106,12 +144,22 @@ def timed_input(x: torch.Tensor, pass_: str) -> torch.Tensor:
     return x.detach().requires_grad_(pass_ == "fwd+bwd+dx")
 
 
-def _call(layer: nn.Module, x: torch.Tensor, pass_: str) -> Callable[[], None]:
+def packed_input(x: torch.Tensor, pass_: str) -> PackedSequence:
+    """``x (T, N, H_in)`` packed as sequences of equal length, its data a leaf like
+    :func:`timed_input`'s (packing is done once, outside the timed calls)."""
+    T, N = x.shape[0], x.shape[1]
+    packed = pack_padded_sequence(x.detach(), torch.full((N,), T), enforce_sorted=False)
+    return packed._replace(data=timed_input(packed.data, pass_))
+
+
+def _call(layer: nn.Module, x: torch.Tensor | PackedSequence, pass_: str) -> Callable[[], None]:
     """A closure running one call of ``pass_`` (see the module) and waiting for the device.
 
-    ``x`` comes from :func:`timed_input`; its gradient, if it requires one, is computed.
+    ``x`` comes from :func:`timed_input` or :func:`packed_input`; its gradient, if it
+    requires one, is computed.
     """
-    sync = _sync(x.device)
+    leaf = x.data if isinstance(x, PackedSequence) else x
+    sync = _sync(leaf.device)
     if pass_ == "forward":
 
         def forward() -> None:
@@ -126,18 +174,68 @@ def _call(layer: nn.Module, x: torch.Tensor, pass_: str) -> Callable[[], None]:
     def forward_backward() -> None:
         for p in params:
             p.grad = None
-        x.grad = None
+        leaf.grad = None
         out, _ = layer(x)
-        out.sum().backward()
+        (out.data if isinstance(out, PackedSequence) else out).sum().backward()
         sync()
 
     return forward_backward
+
+
+def _floor_call(floor: GemmFloor, device: torch.device) -> Callable[[], None]:
+    sync = _sync(device)
+
+    def products() -> None:
+        floor()
+        sync()
+
+    return products
 
 
 def _seconds(fn: Callable[[], None], clock: Callable[[], float]) -> float:
     start = clock()
     fn()
     return clock() - start
+
+
+def make_calls(
+    config: BenchConfig,
+    pass_: str,
+    seed: int,
+    device: torch.device,
+    compile_backend: str | None = None,
+    keys: Sequence[tuple[str, str]] = KEYS,
+) -> dict[tuple[str, str], Callable[[], None]]:
+    """One closure per key, each running one call of ``pass_``; every layer of a cell gets
+    the weights of the same :mod:`torch.nn` layer, and all get the same input."""
+    torch.manual_seed(seed)
+    x = torch.randn(config.seq_len, config.batch, config.input_size, device=device)
+    padded, packed = timed_input(x, pass_), packed_input(x, pass_)
+    I, H = config.input_size, config.hidden_size
+    calls: dict[tuple[str, str], Callable[[], None]] = {}
+    for cell, impl in keys:
+        torch.manual_seed(seed)  # every implementation of a cell gets these weights
+        reference = LAYERS[cell, "torch"](I, H, device=device)
+        if impl == "torch":
+            calls[cell, impl] = _call(reference, padded, pass_)
+        elif impl in ("ours", "packed"):
+            ours = LAYERS[cell, "ours"](I, H, device=device)
+            ours.load_state_dict(reference.state_dict())
+            if compile_backend is not None:
+                ours.compile_time_loop(backend=compile_backend)
+            calls[cell, impl] = _call(ours, padded if impl == "ours" else packed, pass_)
+        elif impl == "floor":
+            floor = GemmFloor(
+                config.seq_len, config.batch, I, H, GATES[cell],
+                backward=pass_ != "forward", input_grad=pass_ == "fwd+bwd+dx",
+                device=device, seed=seed,
+            )  # fmt: skip
+            calls[cell, impl] = _floor_call(floor, device)
+        else:
+            peer = LOOP_PEERS[impl](I, H, device=device)
+            peer.load_torch_state_dict(reference.state_dict())
+            calls[cell, impl] = _call(peer, padded, pass_)
+    return calls
 
 
 def measure(
@@ -148,31 +246,21 @@ def measure(
     seed: int,
     device: torch.device | str = "cpu",
     compile_backend: str | None = None,
+    keys: Sequence[tuple[str, str]] = KEYS,
 ) -> dict[tuple[str, str], float]:
-    """Median seconds per call of each of the four layers, timed interleaved.
+    """Median seconds per call of each key, timed interleaved.
 
-    Within repeat ``r`` the layers run in the order of :data:`LAYERS` rotated by ``r``, so
-    that each one follows each other equally often. With ``compile_backend`` the package's
+    Within repeat ``r`` the calls run in the order of ``keys`` rotated by ``r``, so that
+    each one follows each other equally often. With ``compile_backend`` the package's
     layers run their time loops compiled by :func:`torch.compile` with that backend
     (:meth:`rnn_course.layers.LSTM.compile_time_loop`); the warm-up calls compile them.
     """
     device = torch.device(device)
-    torch.manual_seed(seed)
-    x = torch.randn(config.seq_len, config.batch, config.input_size, device=device)
-    x = timed_input(x, pass_)
-    calls = {}
-    for cell in ("LSTM", "GRU"):
-        reference = LAYERS[cell, "torch"](config.input_size, config.hidden_size, device=device)
-        ours = LAYERS[cell, "ours"](config.input_size, config.hidden_size, device=device)
-        ours.load_state_dict(reference.state_dict())
-        if compile_backend is not None:
-            ours.compile_time_loop(backend=compile_backend)
-        calls[cell, "ours"] = _call(ours, x, pass_)
-        calls[cell, "torch"] = _call(reference, x, pass_)
+    calls = make_calls(config, pass_, seed, device, compile_backend, keys)
     # the processor time of this process on the CPU: on a shared machine other programs
     # delay a call without adding to it; wall time on CUDA, where the host waits
     clock = time.perf_counter if device.type == "cuda" else time.process_time
-    keys = list(LAYERS)
+    keys = list(keys)
     for _ in range(warmup):
         for key in keys:
             calls[key]()
@@ -192,14 +280,15 @@ def run(
     runs: int = 1,
     device: torch.device | str = "cpu",
     compile_backend: str | None = None,
+    keys: Sequence[tuple[str, str]] = KEYS,
 ) -> list[BenchRow]:
-    """Measure every size and pass ``runs`` times; return the rows of the table."""
+    """Measure every size and pass ``runs`` times; return the rows of the tables."""
     collected: dict[tuple[BenchConfig, str], dict[tuple[str, str], list[float]]] = {}
     for _ in range(runs):
         for config in configs:
             for pass_ in PASSES:
-                got = measure(config, pass_, repeats, warmup, seed, device, compile_backend)
-                per_key = collected.setdefault((config, pass_), {k: [] for k in LAYERS})
+                got = measure(config, pass_, repeats, warmup, seed, device, compile_backend, keys)
+                per_key = collected.setdefault((config, pass_), {k: [] for k in keys})
                 for key, seconds in got.items():
                     per_key[key].append(1e3 * seconds)
     return [
@@ -213,42 +302,67 @@ def _ratio_text(value: tuple[float, float, float], runs: int) -> str:
     return f"{median:.2f}" if runs == 1 else f"{median:.2f} ({low:.2f}–{high:.2f})"
 
 
-COLUMNS = (
-    "size",
-    "pass",
-    "LSTM ours ms",
-    "LSTM torch ms",
-    "LSTM ours/torch",
-    "GRU ours ms",
-    "GRU torch ms",
-    "GRU ours/torch",
-    "GRU/LSTM ours",
-    "GRU/LSTM torch",
+Column = tuple[str, Callable[[BenchRow], str]]
+
+
+def _ms(cell: str, impl: str) -> Callable[[BenchRow], str]:
+    return lambda row: f"{row.ms(cell, impl):.2f}"
+
+
+def _ratio(
+    num: tuple[str, str] | Sequence[tuple[str, str]], den: tuple[str, str]
+) -> Callable[[BenchRow], str]:
+    return lambda row: _ratio_text(row.ratio_of(num, den), row.runs)
+
+
+PEERS = tuple(("LSTM", impl) for impl in LOOP_PEERS)
+
+# the package and torch.nn, as before: LSTM and GRU side by side
+COLUMNS: tuple[Column, ...] = (
+    ("LSTM ours ms", _ms("LSTM", "ours")),
+    ("LSTM torch ms", _ms("LSTM", "torch")),
+    ("LSTM ours/torch", _ratio(("LSTM", "ours"), ("LSTM", "torch"))),
+    ("GRU ours ms", _ms("GRU", "ours")),
+    ("GRU torch ms", _ms("GRU", "torch")),
+    ("GRU ours/torch", _ratio(("GRU", "ours"), ("GRU", "torch"))),
+    ("GRU/LSTM ours", _ratio(("GRU", "ours"), ("LSTM", "ours"))),
+    ("GRU/LSTM torch", _ratio(("GRU", "torch"), ("LSTM", "torch"))),
 )
+# against the floor, and the LSTM loops people write (their time over ours: > 1 is slower)
+FLOOR_COLUMNS: tuple[Column, ...] = (
+    ("LSTM floor ms", _ms("LSTM", "floor")),
+    ("LSTM ours/floor", _ratio(("LSTM", "ours"), ("LSTM", "floor"))),
+    ("LSTM torch/floor", _ratio(("LSTM", "torch"), ("LSTM", "floor"))),
+    *((f"{impl}/ours", _ratio(("LSTM", impl), ("LSTM", "ours"))) for _, impl in PEERS),
+    ("fastest peer/ours", _ratio(PEERS, ("LSTM", "ours"))),
+    ("GRU floor ms", _ms("GRU", "floor")),
+    ("GRU ours/floor", _ratio(("GRU", "ours"), ("GRU", "floor"))),
+    ("GRU torch/floor", _ratio(("GRU", "torch"), ("GRU", "floor"))),
+)
+# a PackedSequence of equal lengths against the padded tensor
+PACKED_COLUMNS: tuple[Column, ...] = (
+    ("LSTM packed ms", _ms("LSTM", "packed")),
+    ("LSTM packed/padded", _ratio(("LSTM", "packed"), ("LSTM", "ours"))),
+    ("GRU packed ms", _ms("GRU", "packed")),
+    ("GRU packed/padded", _ratio(("GRU", "packed"), ("GRU", "ours"))),
+)
+TABLES: dict[str, tuple[Column, ...]] = {
+    "rnn_course and torch.nn": COLUMNS,
+    "against the GEMM floor and the LSTM loop peers": FLOOR_COLUMNS,
+    "PackedSequence (equal lengths) against the padded tensor": PACKED_COLUMNS,
+}
 
 
-def format_table(rows: Sequence[BenchRow]) -> str:
+def format_table(rows: Sequence[BenchRow], columns: Sequence[Column] = COLUMNS) -> str:
     """A Markdown table (readable as plain text), one row per size and pass.
 
     Milliseconds are medians over runs; a ratio shows its median and, with several runs,
     its range in parentheses.
     """
-    cells = [list(COLUMNS)]
+    cells = [["size", "pass", *(title for title, _ in columns)]]
     for row in rows:
-        runs = len(row.times["LSTM", "ours"])
-        cells.append([
-            row.config.label,
-            row.pass_,
-            f"{row.ms('LSTM', 'ours'):.2f}",
-            f"{row.ms('LSTM', 'torch'):.2f}",
-            _ratio_text(row.ratio("LSTM"), runs),
-            f"{row.ms('GRU', 'ours'):.2f}",
-            f"{row.ms('GRU', 'torch'):.2f}",
-            _ratio_text(row.ratio("GRU"), runs),
-            _ratio_text(row.gru_over_lstm("ours"), runs),
-            _ratio_text(row.gru_over_lstm("torch"), runs),
-        ])  # fmt: skip
-    widths = [max(len(line[j]) for line in cells) for j in range(len(COLUMNS))]
+        cells.append([row.config.label, row.pass_, *(value(row) for _, value in columns)])
+    widths = [max(len(line[j]) for line in cells) for j in range(len(cells[0]))]
 
     def line(values: list[str]) -> str:
         padded = (
@@ -261,6 +375,100 @@ def format_table(rows: Sequence[BenchRow]) -> str:
         "|" + "|".join("-" * (w + 1) + (":" if j >= 2 else "-") for j, w in enumerate(widths)) + "|"
     )
     return "\n".join([line(cells[0]), rule, *(line(c) for c in cells[1:])])
+
+
+# operator names by what they do, for the profile (everything else is "other operations")
+PRODUCTS = frozenset({"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::matmul"})
+VIEWS = frozenset({
+    "aten::unbind", "aten::split", "aten::split_with_sizes", "aten::select", "aten::slice",
+    "aten::narrow", "aten::as_strided", "aten::view", "aten::unsqueeze", "aten::expand",
+    "aten::t", "aten::transpose", "aten::chunk", "aten::unflatten", "aten::reshape",
+    "aten::alias", "aten::detach", "aten::resolve_conj", "aten::resolve_neg",
+    "aten::empty", "aten::empty_strided", "aten::empty_like", "aten::new_empty",
+    "aten::new_full", "aten::full",
+})  # fmt: skip
+
+
+# the profile runs the layer at least this many times and for at least this long
+PROFILED_CALLS = 3
+PROFILED_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where one call's processor time goes (see :func:`profile`).
+
+    ``total`` is the call's time as the benchmark measures it; the shares are fractions of
+    the profiled calls' own time, so that a machine busier while profiling than while timing
+    does not skew them.
+    """
+
+    config: BenchConfig
+    total: float  # milliseconds per call, unprofiled (median of three)
+    products: float  # share of the profiled time in matrix products
+    pointwise: float  # share in other operations: activations, products by element, copies
+    views: float  # share in making views and empty buffers
+    floor: float  # the GEMM floor's time, milliseconds per call, unprofiled
+
+    @property
+    def outside(self) -> float:
+        """The share no operation accounts for: Python, autograd and the profiler itself."""
+        return 1.0 - self.products - self.pointwise - self.views
+
+    def per_step(self, share: float) -> float:
+        """Microseconds per time step of ``share`` of the (unprofiled) call."""
+        return 1e3 * share * self.total / self.config.seq_len
+
+
+def profile(config: BenchConfig, cell: str = "LSTM", seed: int = 0) -> Profile:
+    """Profile ``fwd+bwd+dx`` calls of the package's layer; time them and the GEMM floor (CPU).
+
+    Each is timed three times; then the layer runs under :mod:`torch.profiler`
+    (:data:`PROFILED_CALLS` times, more, up to 200, if they take less than
+    :data:`PROFILED_SECONDS`),
+    whose self times per operator give the shares. The profiler adds
+    a few microseconds per operation: a profile shows where the time goes, the tables how
+    much there is.
+    """
+    calls = make_calls(config, "fwd+bwd+dx", seed, torch.device("cpu"), None,
+                       [(cell, "ours"), (cell, "floor")])  # fmt: skip
+    for call in calls.values():
+        call()  # warm up
+    ms = {
+        impl: 1e3
+        * statistics.median(_seconds(calls[cell, impl], time.process_time) for _ in range(3))
+        for impl in ("ours", "floor")
+    }
+    repeats = max(PROFILED_CALLS, min(200, round(PROFILED_SECONDS / (ms["ours"] / 1e3))))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        # the profiler's times are wall times: the shares are of the profiled wall time
+        start = time.perf_counter()
+        for _ in range(repeats):
+            calls[cell, "ours"]()
+        profiled = 1e6 * (time.perf_counter() - start)
+    self_us = {
+        e.key: e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith("aten::")
+    }
+    products = sum(v for k, v in self_us.items() if k in PRODUCTS) / profiled
+    views = sum(v for k, v in self_us.items() if k in VIEWS) / profiled
+    pointwise = sum(self_us.values()) / profiled - products - views
+    return Profile(config, ms["ours"], products, pointwise, views, ms["floor"])
+
+
+def format_profile(profiles: Sequence[Profile]) -> str:
+    """A Markdown table of :func:`profile`'s results: shares, and µs per step."""
+    head = (
+        "| size | call ms | floor ms | products | other operations | views | outside "
+        "| other operations µs/step |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in profiles:
+        lines.append(
+            f"| {p.config.label} | {p.total:.1f} | {p.floor:.1f} | {p.products:.0%} "
+            f"| {p.pointwise:.0%} | {p.views:.0%} | {p.outside:.0%} "
+            f"| {p.per_step(p.pointwise):.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def _config(text: str) -> BenchConfig:
@@ -286,7 +494,8 @@ def main(argv: Sequence[str] | None = None) -> list[BenchRow]:
     """Parse the command line, run the benchmark, print the table and return its rows."""
     parser = argparse.ArgumentParser(
         prog="python -m rnn_course.bench",
-        description="Time rnn_course's LSTM and GRU against torch.nn's, interleaved.",
+        description="Time rnn_course's LSTM and GRU against torch.nn's, loop peers and the "
+        "GEMM floor, interleaved.",
     )
     parser.add_argument(
         "--config",
@@ -310,7 +519,18 @@ def main(argv: Sequence[str] | None = None) -> list[BenchRow]:
         help="compile rnn_course's time loops with torch.compile (backend inductor unless "
         "named); compilation happens in the warm-up, which must be at least 1",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of timing, profile one call of the LSTM per size (fwd+bwd+dx, CPU): "
+        "matrix products, other operations, views, and the floor's products",
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        torch.set_num_threads(args.threads)
+        profiles = [profile(c, seed=args.seed) for c in args.config or DEFAULT_CONFIGS[:1]]
+        print(format_profile(profiles))
+        return []
     if args.compile is not None and args.warmup < 1:
         parser.error("--compile needs --warmup 1 or more: the warm-up compiles the loops")
     device = torch.device(args.device)
@@ -327,7 +547,9 @@ def main(argv: Sequence[str] | None = None) -> list[BenchRow]:
     rows = run(
         configs, args.repeats, max(args.warmup, 0), args.seed, args.runs, device, args.compile
     )
-    print(format_table(rows))
+    for title, columns in TABLES.items():
+        print(f"\n{title}\n")
+        print(format_table(rows, columns))
     return rows
 
 

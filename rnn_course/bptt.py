@@ -35,7 +35,6 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from rnn_course.gradient_flow import _stepwise_hidden_gradient_norms
 from rnn_course.validation import (
     expect_floating,
     expect_positive_int,
@@ -257,5 +256,8 @@ def truncated_gradient_norms(
         ``x (N, T, D)`` if ``layer.batch_first`` else ``(T, N, D)``; ``upstream (N, H)``;
         ``norms (T,)``.
     """
+    # imported here: rnn_course.gradient_flow imports detach_state from this module
+    from rnn_course.gradient_flow import _stepwise_hidden_gradient_norms
+
     expect_positive_int("k", k)
     return _stepwise_hidden_gradient_norms(layer, x, hx, upstream, cut_every=k)

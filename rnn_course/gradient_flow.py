@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnn_course.bptt import detach_state
 from rnn_course.validation import (
     expect_floating,
     expect_positive_int,
@@ -39,12 +40,6 @@ from rnn_course.validation import (
 # ---------------------------------------------------------------------------------------------
 # Gradients of a layer's hidden states
 # ---------------------------------------------------------------------------------------------
-
-
-def _detach(state: Any) -> Any:
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
 
 
 def _stepwise_hidden_gradient_norms(
@@ -92,7 +87,7 @@ def _stepwise_hidden_gradient_norms(
             h_n = torch.stack(rows)  # the next step reads tops[-1] itself
             state = (h_n, state[1]) if is_lstm else h_n
             if cut_every is not None and (t + 1) % cut_every == 0 and t + 1 < T:
-                state = _detach(state)
+                state = detach_state(state)
         last = tops[-1]
         N, H = last.shape
         if upstream is None:

@@ -3,28 +3,51 @@
 The decomposition follows ``torch/nn/modules/rnn.py``: the cell equations run in a
 one-direction time loop (``_direction``, one per class), two loops make a bidirectional
 layer (``_RNNBase._layer``) and layers stack (``_RNNBase._stack``); ``forward`` checks the
-arguments once. Arguments, returns,
-parameter names and shapes equal :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` and
-:class:`torch.nn.GRU`, so state dicts load both ways.
+arguments once. Arguments, returns, parameter names and shapes equal
+:class:`torch.nn.RNN`, :class:`torch.nn.LSTM` and :class:`torch.nn.GRU`, so state dicts
+load both ways.
 
-The time loop is written for speed (measured by ``python -m rnn_course.bench``):
+What is the same as :mod:`torch.nn`, exactly:
 
-* the input projection of all T steps is one matrix product with both biases folded in,
-  ``addmm(b_ih + b_hh, X (T·N, H_in), W_ihᵀ)``; inside the loop one ``addmm`` per step adds
-  the recurrent product to the precomputed slice;
-* the loop iterates ``xw.unbind(0)`` (one backward node for all steps; indexing ``xw[t]``
-  would make each step's backward write a full-size zero gradient), appends to a list and
-  stacks once;
+* the arguments of the constructors (in :mod:`torch.nn`'s positional order, with
+  ``nonlinearity`` fourth for the RNN), parameter names, shapes, initialization and state
+  dicts, ``all_weights`` and ``flatten_parameters()``;
+* the inputs and returns of ``forward``: padded tensors, batched or not, ``batch_first``,
+  and :class:`torch.nn.utils.rnn.PackedSequence` in and out (``enforce_sorted`` true or
+  false: an initial state is read in the caller's order and the final states are returned
+  in it), with ``dropout`` between layers and ``h_n`` of shape ``(D·num_layers, N, H)``;
+* outputs, final states and every gradient, to rounding error (checked in float64 to
+  1e-10), and the exception types of the misuses in ``tests/test_layers.py`` (the messages
+  are this package's; see :mod:`rnn_course.validation`).
+
+What is not supported: ``proj_size > 0`` (LSTM projections); cuDNN's flattened weight
+buffer (``flatten_parameters()`` does nothing); autocast. What is added: ``skip``
+connections between stacked layers (:func:`combine_skip`), the lecture's GRU
+(``reset_after=False``) and :meth:`_RNNBase.compile_time_loop`.
+
+Every direction runs over a :class:`~rnn_course.schedule.Schedule`: the rows of all time
+steps one after the other, ``(P, ·)`` with ``P = T·N`` for a padded batch and ``P = Σ_t
+b_t`` for a packed one, where step ``t`` runs only the ``b_t`` sequences that have not
+ended. The time loop is written for speed (measured by ``python -m rnn_course.bench``):
+
+* the input projection of all steps is one matrix product with both biases folded in,
+  ``addmm(b_ih + b_hh, X (P, H_in), W_ihᵀ)`` (two for the GRU's loop: r and z, then n);
+  inside the loop one ``addmm`` per step adds the recurrent product to the precomputed
+  rows;
+* the loops take their per-step views once per call (for the autograd loops one ``split``,
+  one backward node for all steps: indexing ``xw[t]`` would make each step's backward
+  write a full-size zero gradient) and concatenate the outputs once;
 * there is no validation or host synchronization per step: arguments are checked once per
   call, at the public boundary, and nothing in the loops reads a tensor's value on the
-  host (``tests/test_host_sync.py`` makes every such read raise);
+  host (``tests/test_host_sync.py`` makes every such read raise; a packed batch's
+  ``batch_sizes`` live on the host by :mod:`torch.nn`'s contract);
 * the LSTM and the GRU (``reset_after=True``, :mod:`torch.nn`'s cell) go further: their
   loops (:class:`rnn_course.lstm_loop.LSTMLoop`, :class:`rnn_course.gru_loop.GRULoop`)
-  write into buffers allocated once per call, apply each nonlinearity to all the gates
-  that share it in one call, and backpropagate through time by hand, with the weight
-  gradients as one matrix product after the loop instead of autograd's nodes per step.
-  The GRU then does about three quarters of the LSTM's work, and takes about that share
-  of its time.
+  project the inputs and run the steps in one function, write into buffers allocated once
+  per call, apply each nonlinearity to all the gates that share it in one call, and
+  backpropagate through time by hand, with the weight gradients as a few matrix products
+  after the loop instead of autograd's nodes per step. The GRU does about three quarters
+  of the LSTM's arithmetic.
 
 Optional connections between stacked layers, ``skip="residual" | "highway" | "dense"``, are
 described in :func:`combine_skip`. With the default ``skip=None`` the state dict equals
@@ -36,17 +59,22 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from rnn_course.cells import init_uniform_
-from rnn_course.gru_loop import double_n, gru_loop
-from rnn_course.loop_context import step_views
-from rnn_course.lstm_loop import lstm_loop, to_oifg
+from rnn_course.gru_loop import GRULoop, gru_steps_autograd
+from rnn_course.lstm_loop import lstm_direction, lstm_steps_autograd
+from rnn_course.schedule import Schedule, run_steps
 from rnn_course.validation import (
+    DtypeError,
+    NotATensorError,
+    ShapeError,
+    StateStructureError,
     expect_choice,
     expect_floating,
     expect_positive_int,
@@ -73,12 +101,12 @@ def combine_skip(
             inputs, Srivastava et al. 2015) or ``"dense"`` (inputs and states concatenated,
             so the next layer reads the stack's input and every earlier layer's output,
             Huang et al. 2017).
-        states: the layer's outputs ``(L, N, D·H)``.
-        inputs: what the layer read, ``(L, N, D·H)`` (``(L, N, H_u)`` for ``"dense"``).
+        states: the layer's outputs ``(…, D·H)``, one row per sequence and step.
+        inputs: what the layer read, ``(…, D·H)`` (``(…, H_u)`` for ``"dense"``).
         weight, bias: the highway gate's ``(D·H, D·H)`` and ``(D·H,)``.
 
     Returns:
-        ``(L, N, D·H)``, or ``(L, N, H_u + D·H)`` for ``"dense"``.
+        ``(…, D·H)``, or ``(…, H_u + D·H)`` for ``"dense"``.
 
     In a stack built with ``skip=...``:
 
@@ -109,67 +137,36 @@ def combine_skip(
 
 
 def project_inputs(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
-    """``W_ih x_t + bias`` for every step in one matrix product: ``(T, N, H_in) → (T, N, G·H)``."""
-    T, N, H_in = x.shape
-    x2 = x.reshape(T * N, H_in)
-    # X W_ihᵀ + b, one GEMM for all T·N rows
-    xw = torch.mm(x2, w_ih.t()) if bias is None else torch.addmm(bias, x2, w_ih.t())
-    return xw.view(T, N, -1)
+    """``W_ih x_t + bias`` for every row in one matrix product: ``(P, H_in) → (P, G·H)``."""
+    # X W_ihᵀ + b, one GEMM for all P rows
+    return torch.mm(x, w_ih.t()) if bias is None else torch.addmm(bias, x, w_ih.t())
 
 
-def _stack_outputs(outs: list[Tensor], reverse: bool) -> Tensor:
-    if reverse:
-        outs.reverse()
-    return torch.stack(outs)  # (T, N, H)
+def fold_biases(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    """``b_ih + b_hh``, or ``None`` without biases: where only their sum matters."""
+    return None if b_ih is None else b_ih + b_hh
 
 
-def _lstm_direction_autograd(
-    x: Tensor,
-    h: Tensor,
-    c: Tensor,
-    weights: tuple[Tensor | None, ...],
-    reverse: bool,
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """One LSTM direction in plain autograd operations, for :func:`torch.compile`.
+class _Batch(NamedTuple):
+    """The input as every direction reads it, and what ``forward`` needs to answer."""
 
-    ``x (T, N, H_u)``, ``h, c (N, H)``; weights in :mod:`torch.nn`'s order i, f, g, o.
-    """
-    w_ih, w_hh, b_ih, b_hh = weights
-    xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 4H)
-    outs = []
-    for xw_t in step_views(xw, reverse):
-        i, f, g, o = torch.addmm(xw_t, h, w_hh.t()).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        outs.append(h)
-    return _stack_outputs(outs, reverse), (h, c)
-
-
-def _gru_direction_autograd(
-    x: Tensor, h: Tensor, weights: tuple[Tensor | None, ...], reverse: bool
-) -> tuple[Tensor, Tensor]:
-    """One GRU direction (reset after) in plain autograd operations, for :func:`torch.compile`.
-
-    ``x (T, N, H_u)``, ``h (N, H)``; weights in :mod:`torch.nn`'s order r, z, n.
-    """
-    w_ih, w_hh, b_ih, b_hh = weights
-    xw = project_inputs(x, w_ih, b_ih)  # (T, N, 3H)
-    outs = []
-    for xw_t in step_views(xw, reverse):
-        hw = torch.mm(h, w_hh.t()) if b_hh is None else torch.addmm(b_hh, h, w_hh.t())
-        x_r, x_z, x_n = xw_t.chunk(3, dim=1)
-        h_r, h_z, h_n = hw.chunk(3, dim=1)
-        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + r * h_n)
-        h = torch.lerp(n, h, z)  # (1 − z) ⊙ n + z ⊙ h_{t-1}
-        outs.append(h)
-    return _stack_outputs(outs, reverse), h
+    data: Tensor  # (P, H_in): the rows of every step, time order
+    batch_sizes: tuple[int, ...]  # b_t, the rows of step t
+    packed: PackedSequence | None  # the input, if it was packed
+    unbatched: bool  # the input was (L, H_in)
+    batch_first: bool  # the output goes back batch-first
 
 
 class _RNNBase(nn.Module):
-    """Parameters, argument checks, bidirectional and stacked structure for the three layers."""
+    """Parameters, argument checks, bidirectional and stacked structure for the three layers.
+
+    The constructor's arguments are :class:`torch.nn.RNNBase`'s, in its order, plus the
+    keyword ``skip`` (see :func:`combine_skip`). ``proj_size`` must be 0.
+    """
 
     num_gates: int = 1
+    # the options of compile_time_loop; None: the eager loops (class default for old pickles)
+    _compile_options: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -180,9 +177,11 @@ class _RNNBase(nn.Module):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
-        skip: str | None = None,
+        proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        skip: str | None = None,
     ) -> None:
         super().__init__()
         expect_positive_int("input_size", input_size)
@@ -195,8 +194,10 @@ class _RNNBase(nn.Module):
         ):
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
         expect_choice("skip", skip, SKIPS)
+        if proj_size != 0:
+            raise ValueError(f"proj_size is not supported: expected 0, got {proj_size!r}")
         if dtype is not None and not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
+            raise DtypeError(f"dtype must be a floating-point dtype, got {dtype}")
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero "
@@ -296,50 +297,91 @@ class _RNNBase(nn.Module):
             text += f", skip={self.skip!r}"
         return text
 
-    def compile_time_loop(self, **options: Any) -> _RNNBase:
-        """Compile the one-direction time loop with :func:`torch.compile` (opt-in).
+    # --- compilation, a stored option -----------------------------------------------------
 
-        ``options`` go to :func:`torch.compile`. Under compilation the LSTM and GRU run
-        their cell equations as plain autograd operations, which the compiler captures and
+    def compile_time_loop(self, **options: Any) -> _RNNBase:
+        """Run the one-direction time loops compiled by :func:`torch.compile` (opt-in).
+
+        ``options`` go to :func:`torch.compile` and are stored on the layer: they survive
+        :func:`torch.save` and :func:`torch.load`, :func:`copy.deepcopy` (the copy compiles
+        its own loops) and state-dict round trips (the state dict is unchanged, and loading
+        one keeps the option). The compiled function itself is made on the first call and
+        never pickled or copied. Under compilation the LSTM and GRU run their cell
+        equations as plain autograd operations, which the compiler captures and
         differentiates, instead of the hand-written loops (their in-place writes into
         strided buffers break the compiled graph). Compilation unrolls the loop and takes
-        seconds to minutes per sequence length. On the CPU it paid little: an LSTM layer
-        compiled for T=100, N=16, H=64 (97 s) took 0.89 times the eager layer's time for
-        forward and backward, 1.69 against 1.90 times :class:`torch.nn.LSTM`'s in the same
-        run. Returns ``self``.
+        seconds to minutes per sequence length and batch sizes. On the CPU it paid little:
+        an LSTM layer compiled for T=100, N=16, H=64 (97 s) took 0.89 times the eager
+        layer's time for forward and backward, 1.69 against 1.90 times
+        :class:`torch.nn.LSTM`'s in the same run. Returns ``self``.
         """
-        self._direction = torch.compile(self._direction, **options)  # type: ignore[method-assign]
+        self._compile_options = dict(options)
+        self.__dict__.pop("_compiled_loop", None)
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the compiled function is neither picklable nor meant to be shared by a copy
+        state = self.__dict__.copy()
+        state.pop("_compiled_loop", None)
+        return state
+
+    def _time_loop(self) -> Callable[..., tuple[Tensor, Any]]:
+        """The function that runs one direction: compiled, capturable or eager."""
+        if self._compile_options is not None:
+            compiled = self.__dict__.get("_compiled_loop")
+            if compiled is None:
+                compiled = torch.compile(self._autograd_direction, **self._compile_options)
+                self.__dict__["_compiled_loop"] = compiled
+            return compiled
+        if torch.compiler.is_compiling():  # inside a caller's compiled model
+            return self._autograd_direction
+        return self._direction
 
     # --- the three parts every subclass shares ------------------------------------------
 
     def _direction(
-        self, x: Tensor, state: Any, weights: tuple[Tensor | None, ...], reverse: bool
+        self, x: Tensor, state: Any, weights: tuple[Tensor | None, ...], schedule: Schedule
     ) -> tuple[Tensor, Any]:
-        """Run one direction of one layer over ``x (T, N, H_u)``; return outputs and state."""
+        """Run one direction of one layer over ``x (P, H_u)``; return outputs and state."""
         raise NotImplementedError
 
-    def _layer(self, k: int, u: Tensor, states: list[Any]) -> tuple[Tensor, list[Any]]:
-        """Layer ``k`` in both directions: ``u (T, N, H_u)`` → ``(T, N, D·H)`` and final states."""
+    def _autograd_direction(
+        self, x: Tensor, state: Any, weights: tuple[Tensor | None, ...], schedule: Schedule
+    ) -> tuple[Tensor, Any]:
+        """:meth:`_direction` in plain autograd operations, which :func:`torch.compile`
+        captures; the same function unless a subclass has a hand-written loop."""
+        return self._direction(x, state, weights, schedule)
+
+    def _layer(
+        self, k: int, u: Tensor, states: list[Any], batch_sizes: tuple[int, ...]
+    ) -> tuple[Tensor, list[Any]]:
+        """Layer ``k`` in both directions: ``u (P, H_u)`` → ``(P, D·H)`` and final states.
+
+        ``u`` holds the rows of every time step one after the other (``P = T·N`` for a
+        padded batch; see :mod:`rnn_course.schedule`), ``batch_sizes`` how many each step has.
+        """
         outs, finals = [], []
+        run = self._time_loop()
         for d, suffix in enumerate(("", "_reverse")[: self.num_directions]):
             weights = tuple(
                 getattr(self, f"{name}_l{k}{suffix}", None)
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             )
-            out, final = self._direction(u, states[d], weights, reverse=d == 1)
+            out, final = run(u, states[d], weights, Schedule(batch_sizes, reverse=d == 1))
             outs.append(out)
             finals.append(final)
-        return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)), finals
+        return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)), finals
 
-    def _stack(self, x: Tensor, states: list[Any]) -> tuple[Tensor, list[Any]]:
-        """All layers, with dropout and skip connections between them: ``(T, N, H_in)``."""
+    def _stack(
+        self, x: Tensor, states: list[Any], batch_sizes: tuple[int, ...]
+    ) -> tuple[Tensor, list[Any]]:
+        """All layers, with dropout and skip connections between them: ``x (P, H_in)``."""
         D = self.num_directions
         dropout = self.dropout if self.training else 0.0
         u = x
         finals: list[Any] = []
         for k in range(self.num_layers):
-            h, final = self._layer(k, u, states[k * D : (k + 1) * D])  # (T, N, D·H)
+            h, final = self._layer(k, u, states[k * D : (k + 1) * D], batch_sizes)  # (P, D·H)
             finals.extend(final)
             last = k == self.num_layers - 1
             if self.skip == "dense":
@@ -360,9 +402,22 @@ class _RNNBase(nn.Module):
 
     # --- the public boundary --------------------------------------------------------------
 
-    def _check_input(self, input: object) -> tuple[Tensor, bool]:
-        """Validate ``input``; return it time-major ``(T, N, H_in)`` and whether unbatched."""
-        x = expect_tensor("input", input)
+    def _check_input(self, input: object) -> _Batch:
+        """Validate ``input``; return its rows ``(P, H_in)`` in time order and how to answer."""
+        if isinstance(input, PackedSequence):
+            data = expect_tensor("input.data", input.data)
+            expect_floating("input.data", data)
+            expect_shape("input.data", data, (None, self.input_size), "(P, H_in)")
+            expect_same_device_and_dtype(weight_ih_l0=self.weight_ih_l0, input=data)
+            # batch_sizes live on the host (torch.nn's contract): reading them waits for
+            # no device
+            sizes = tuple(input.batch_sizes.tolist())
+            return _Batch(data, sizes, input, False, False)
+        if not isinstance(input, Tensor):
+            raise NotATensorError(
+                f"input must be a torch.Tensor or a PackedSequence, got {type(input).__name__}"
+            )
+        x = input
         expect_floating("input", x)
         layout = "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
         if x.dim() == 2:
@@ -372,57 +427,75 @@ class _RNNBase(nn.Module):
             expect_shape("input", x, (None, None, self.input_size), layout)
             x, unbatched = (x.transpose(0, 1) if self.batch_first else x), False
         else:
-            raise ValueError(
+            raise ShapeError(
                 f"input must have shape {layout} or (L, H_in) with H_in={self.input_size}, "
                 f"got {tuple(x.shape)}"
             )
-        if x.shape[0] == 0:
-            raise ValueError("input must contain at least one time step, got L=0")
+        T, N = x.shape[0], x.shape[1]
+        if T == 0:
+            raise ShapeError("input must contain at least one time step, got L=0")
         expect_same_device_and_dtype(weight_ih_l0=self.weight_ih_l0, input=x)
-        return x.contiguous(), unbatched
+        data = x.reshape(T * N, self.input_size)  # time-major rows, copied if batch_first
+        return _Batch(data, (N,) * T, None, unbatched, self.batch_first and not unbatched)
 
-    def _check_state(self, name: str, s: object, x: Tensor, unbatched: bool) -> list[Tensor]:
-        """Validate one initial state; return its ``D·num_layers`` rows of ``(N, H)``."""
-        DL, N, H = self.num_directions * self.num_layers, x.shape[1], self.hidden_size
+    def _check_state(self, name: str, s: object, batch: _Batch) -> list[Tensor]:
+        """Validate one initial state; return its ``D·num_layers`` rows of ``(N, H)``.
+
+        For a packed input the state is given in the caller's order of the sequences and
+        put in the input's (sorted) order here.
+        """
+        DL, N, H = self.num_directions * self.num_layers, batch.batch_sizes[0], self.hidden_size
+        x = batch.data
         if s is None:
             return list(x.new_zeros(DL, N, H).unbind(0))
         s = expect_tensor(name, s)
-        if unbatched:
+        if batch.unbatched:
             expect_shape(name, s, (DL, H), "(D·num_layers, H)")
             s = s.unsqueeze(1)
         else:
             expect_shape(name, s, (DL, N, H), "(D·num_layers, N, H)")
         expect_same_device_and_dtype(input=x, **{name: s})
+        if batch.packed is not None and batch.packed.sorted_indices is not None:
+            s = s.index_select(1, batch.packed.sorted_indices)
         return list(s.unbind(0))
 
-    def _finish(self, out: Tensor, unbatched: bool) -> Tensor:
-        if unbatched:
+    @staticmethod
+    def _finish(out: Tensor, batch: _Batch) -> Tensor | PackedSequence:
+        """The output in the input's form: packed, ``(L, N, D·H)``, batch-first or unbatched."""
+        if batch.packed is not None:
+            p = batch.packed
+            return PackedSequence(out, p.batch_sizes, p.sorted_indices, p.unsorted_indices)
+        out = out.view(len(batch.batch_sizes), batch.batch_sizes[0], -1)  # (L, N, D·H)
+        if batch.unbatched:
             return out.squeeze(1)  # (L, D·H)
-        return out.transpose(0, 1) if self.batch_first else out
+        return out.transpose(0, 1) if batch.batch_first else out
 
     @staticmethod
-    def _final(rows: list[Tensor], unbatched: bool) -> Tensor:
-        h_n = torch.stack(rows)  # (D·num_layers, N, H)
-        return h_n.squeeze(1) if unbatched else h_n
+    def _final(rows: list[Tensor], batch: _Batch) -> Tensor:
+        """``(D·num_layers, N, H)`` in the caller's order of the sequences."""
+        h_n = torch.stack(rows)
+        if batch.packed is not None and batch.packed.unsorted_indices is not None:
+            h_n = h_n.index_select(1, batch.packed.unsorted_indices)
+        return h_n.squeeze(1) if batch.unbatched else h_n
 
 
 class _SingleStateBase(_RNNBase):
     """The forward pass of layers whose state is one tensor (RNN, GRU)."""
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, input: Tensor | PackedSequence, hx: Tensor | None = None
+    ) -> tuple[Tensor | PackedSequence, Tensor]:
         """Return ``output (L, N, D·H)`` (``(N, L, D·H)`` if batch_first) and ``h_n``.
 
         ``h_n`` is ``(D·num_layers, N, H)`` even with ``batch_first``; an unbatched input
-        ``(L, H_in)`` gives ``(L, D·H)`` and ``(D·num_layers, H)``.
+        ``(L, H_in)`` gives ``(L, D·H)`` and ``(D·num_layers, H)``; a
+        :class:`~torch.nn.utils.rnn.PackedSequence` gives a packed ``output`` and the
+        final state of every sequence, at its own last step.
         """
-        x, unbatched = self._check_input(input)
-        states = self._check_state("hx", hx, x, unbatched)
-        out, finals = self._stack(x, states)
-        return self._finish(out, unbatched), self._final(finals, unbatched)
-
-
-def _fold_biases(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
-    return None if b_ih is None else b_ih + b_hh
+        batch = self._check_input(input)
+        states = self._check_state("hx", hx, batch)
+        out, finals = self._stack(batch.data, states, batch.batch_sizes)
+        return self._finish(out, batch), self._final(finals, batch)
 
 
 class RNN(_SingleStateBase):
@@ -435,11 +508,12 @@ class RNN(_SingleStateBase):
     Args:
         nonlinearity: ``"tanh"`` (default) or ``"relu"``.
         skip: connections between stacked layers, ``None`` (default), ``"residual"``,
-            ``"highway"`` or ``"dense"`` (see :func:`combine_skip`).
+            ``"highway"`` or ``"dense"`` (see :func:`combine_skip`); keyword only.
 
     Shape:
-        input ``(L, N, H_in)`` (``(N, L, H_in)`` with batch_first) or ``(L, H_in)``;
-        hx ``(D·num_layers, N, H)``; output ``(L, N, D·H)``; h_n ``(D·num_layers, N, H)``.
+        input ``(L, N, H_in)`` (``(N, L, H_in)`` with batch_first), ``(L, H_in)`` or a
+        :class:`~torch.nn.utils.rnn.PackedSequence`; hx ``(D·num_layers, N, H)``; output
+        ``(L, N, D·H)`` (packed for a packed input); h_n ``(D·num_layers, N, H)``.
 
     .. math::
         h_t = \phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})
@@ -447,43 +521,30 @@ class RNN(_SingleStateBase):
 
     num_gates = 1
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        skip: str | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, *args: Any, nonlinearity: str = "tanh", **kwargs: Any) -> None:
+        if len(args) > 3:  # torch.nn.RNN's order: input_size, hidden_size, num_layers, nonlinearity
+            nonlinearity, args = args[3], args[:3] + args[4:]
         expect_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
-        super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            skip, device, dtype,
-        )  # fmt: skip
+        super().__init__(*args, **kwargs)
         self.nonlinearity = nonlinearity
         self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
 
     def _direction(
-        self, x: Tensor, h: Tensor, weights: tuple[Tensor | None, ...], reverse: bool
+        self, x: Tensor, h: Tensor, weights: tuple[Tensor | None, ...], schedule: Schedule
     ) -> tuple[Tensor, Tensor]:
-        """One direction: ``x (T, N, H_u)``, ``h (N, H)`` → outputs ``(T, N, H)`` and ``h_T``."""
+        """One direction: ``x (P, H_u)`` (all steps' rows), ``h (N, H)`` → ``(P, H)``, ``h_T``."""
         w_ih, w_hh, b_ih, b_hh = weights
         # W_ih x_t + b_ih + b_hh for all t in one matrix product
-        xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, H)
+        xw = project_inputs(x, w_ih, fold_biases(b_ih, b_hh))  # (P, H)
         w_hh_t = w_hh.t()
-        phi: Callable[[Tensor], Tensor] = torch.tanh if self.nonlinearity == "tanh" else torch.relu
-        outs = []
-        for xw_t in step_views(xw, reverse):
+        phi = torch.tanh if self.nonlinearity == "tanh" else torch.relu
+
+        def step(xw_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor]:
             # h_t = φ(W_ih x_t + b_ih + b_hh + W_hh h_{t-1})
-            h = phi(torch.addmm(xw_t, h, w_hh_t))  # (N, H)
-            outs.append(h)
-        return _stack_outputs(outs, reverse), h
+            return (phi(torch.addmm(xw_t, state[0], w_hh_t)),)
+
+        out, (h,) = run_steps(step, xw, (h,), schedule)  # the steps, in the schedule's order
+        return out, h
 
 
 class LSTM(_RNNBase):
@@ -495,12 +556,13 @@ class LSTM(_RNNBase):
 
     Args:
         proj_size: only ``0`` (no projection) is supported.
-        skip: connections between stacked layers (see :func:`combine_skip`).
+        skip: connections between stacked layers (see :func:`combine_skip`); keyword only.
 
     Shape:
-        input ``(L, N, H_in)`` (``(N, L, H_in)`` with batch_first) or ``(L, H_in)``;
-        hx a pair ``(h_0, c_0)`` of ``(D·num_layers, N, H)``; returns ``output (L, N, D·H)``
-        and the pair ``(h_n, c_n)``.
+        input ``(L, N, H_in)`` (``(N, L, H_in)`` with batch_first), ``(L, H_in)`` or a
+        :class:`~torch.nn.utils.rnn.PackedSequence`; hx a pair ``(h_0, c_0)`` of
+        ``(D·num_layers, N, H)``; returns ``output (L, N, D·H)`` (packed for a packed
+        input) and the pair ``(h_n, c_n)``.
 
     .. math::
         \begin{aligned}
@@ -519,66 +581,49 @@ class LSTM(_RNNBase):
     num_gates = 4
     mode = "LSTM"
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        skip: str | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        if proj_size != 0:
-            raise ValueError(f"proj_size is not supported: expected 0, got {proj_size!r}")
-        super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            skip, device, dtype,
-        )  # fmt: skip
-
     def forward(
-        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        self, input: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
         """Return ``output`` and ``(h_n, c_n)``, each ``(D·num_layers, N, H)``."""
-        x, unbatched = self._check_input(input)
+        batch = self._check_input(input)
         if hx is not None and not (isinstance(hx, tuple | list) and len(hx) == 2):
-            raise TypeError(
+            raise StateStructureError(
                 f"hx must be a pair (h_0, c_0) of tensors or None, got {type(hx).__name__}"
             )
         h0, c0 = (None, None) if hx is None else hx
-        hs = self._check_state("h_0", h0, x, unbatched)
-        cs = self._check_state("c_0", c0, x, unbatched)
-        out, finals = self._stack(x, list(zip(hs, cs, strict=True)))
-        h_n = self._final([h for h, _ in finals], unbatched)
-        c_n = self._final([c for _, c in finals], unbatched)
-        return self._finish(out, unbatched), (h_n, c_n)
+        hs = self._check_state("h_0", h0, batch)
+        cs = self._check_state("c_0", c0, batch)
+        out, finals = self._stack(batch.data, list(zip(hs, cs, strict=True)), batch.batch_sizes)
+        h_n = self._final([h for h, _ in finals], batch)
+        c_n = self._final([c for _, c in finals], batch)
+        return self._finish(out, batch), (h_n, c_n)
 
     def _direction(
         self,
         x: Tensor,
         state: tuple[Tensor, Tensor],
         weights: tuple[Tensor | None, ...],
-        reverse: bool,
+        schedule: Schedule,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """One direction: ``x (T, N, H_u)``, ``(h, c)`` → outputs ``(T, N, H)``, ``(h_T, c_T)``.
+        """One direction: ``x (P, H_u)``, ``(h, c)`` → outputs ``(P, H)``, ``(h_T, c_T)``.
 
         The loop itself is :class:`rnn_course.lstm_loop.LSTMLoop`, which runs the cell
         equations without recording each step and backpropagates through time by hand.
-        Under :func:`torch.compile` (see :meth:`compile_time_loop`) the loop is the cell's
-        equations in plain autograd operations instead, which the compiler can capture.
         """
-        h, c = state
-        if torch.compiler.is_compiling():
-            return _lstm_direction_autograd(x, h, c, weights, reverse)
-        w_ih, w_hh, b_ih, b_hh = (None if w is None else to_oifg(w) for w in weights)
-        # W_ih x_t + b_ih + b_hh for all t, gate rows in the order o, i, f, g
-        xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 4H)
-        out, h, c = lstm_loop(xw, h, c, w_hh, reverse)  # (T, N, H), (N, H), (N, H)
+        w_ih, w_hh, b_ih, b_hh = weights
+        out, h, c = lstm_direction(x, state[0], state[1], w_ih, w_hh, b_ih, b_hh, schedule)
         return out, (h, c)
+
+    def _autograd_direction(
+        self,
+        x: Tensor,
+        state: tuple[Tensor, Tensor],
+        weights: tuple[Tensor | None, ...],
+        schedule: Schedule,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        w_ih, w_hh, b_ih, b_hh = weights
+        xw = project_inputs(x, w_ih, fold_biases(b_ih, b_hh))  # (P, 4H), i, f, g, o
+        return lstm_steps_autograd(xw, state[0], state[1], w_hh, schedule)
 
 
 class GRU(_SingleStateBase):
@@ -592,7 +637,7 @@ class GRU(_SingleStateBase):
         reset_after: ``True`` (default, equals :class:`torch.nn.GRU`) or ``False`` for the
             lecture's form with the reset gate inside the recurrent product (see
             :class:`rnn_course.cells.GRUCell`).
-        skip: connections between stacked layers (see :func:`combine_skip`).
+        skip: connections between stacked layers (see :func:`combine_skip`); keyword only.
 
     Shape:
         as :class:`RNN`.
@@ -612,24 +657,8 @@ class GRU(_SingleStateBase):
     num_gates = 3
     mode = "GRU"
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        reset_after: bool = True,
-        skip: str | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            skip, device, dtype,
-        )  # fmt: skip
+    def __init__(self, *args: Any, reset_after: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.reset_after = bool(reset_after)
 
     def extra_repr(self) -> str:
@@ -637,32 +666,35 @@ class GRU(_SingleStateBase):
         return text if self.reset_after else text + ", reset_after=False"
 
     def _direction(
-        self, x: Tensor, h: Tensor, weights: tuple[Tensor | None, ...], reverse: bool
+        self, x: Tensor, h: Tensor, weights: tuple[Tensor | None, ...], schedule: Schedule
     ) -> tuple[Tensor, Tensor]:
-        """One direction: ``x (T, N, H_u)``, ``h (N, H)`` → outputs ``(T, N, H)`` and ``h_T``."""
+        """One direction: ``x (P, H_u)``, ``h (N, H)`` → outputs ``(P, H)`` and ``h_T``."""
+        if not self.reset_after:
+            return self._autograd_direction(x, h, weights, schedule)
+        # the loop is rnn_course.gru_loop.GRULoop: the input projection and the time loop,
+        # backpropagated through time by hand
+        return GRULoop.apply(x, h, *weights, schedule)
+
+    def _autograd_direction(
+        self, x: Tensor, h: Tensor, weights: tuple[Tensor | None, ...], schedule: Schedule
+    ) -> tuple[Tensor, Tensor]:
         w_ih, w_hh, b_ih, b_hh = weights
-        H = h.shape[1]
-        if self.reset_after and torch.compiler.is_compiling():
-            # what torch.compile can capture (see compile_time_loop)
-            return _gru_direction_autograd(x, h, weights, reverse)
         if self.reset_after:
-            # W_ih x_t + b_ih for all t; b_hh is added to W_hh h inside the loop, because
-            # r multiplies b_hn. The loop is rnn_course.gru_loop.GRULoop (hand-written BPTT).
-            # The loop wants the n rows doubled (see rnn_course.gru_loop).
-            w_ih, w_hh, b_ih, b_hh = (None if w is None else double_n(w) for w in weights)
-            xw = project_inputs(x, w_ih, b_ih)  # (T, N, 3H)
-            return gru_loop(xw, h, w_hh, b_hh, reverse)  # (T, N, H), (N, H)
+            return gru_steps_autograd(project_inputs(x, w_ih, b_ih), h, w_hh, b_hh, schedule)
         # reset_after=False: every bias sits outside a product with a gate, fold both
-        xw = project_inputs(x, w_ih, _fold_biases(b_ih, b_hh))  # (T, N, 3H)
+        H = h.shape[1]
+        xw = project_inputs(x, w_ih, fold_biases(b_ih, b_hh))  # (P, 3H)
         w_hrz_t, w_hn_t = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
-        outs = []
-        for xw_t in step_views(xw, reverse):
+
+        def step(xw_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor]:
+            (h,) = state
             x_rz, x_n = xw_t.split([2 * H, H], dim=1)
             # r, z = σ(W_i· x + b_i· + W_h· h + b_h·) in one call
             r, z = torch.sigmoid(torch.addmm(x_rz, h, w_hrz_t)).chunk(2, dim=1)
             # n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
             n = torch.tanh(torch.addmm(x_n, r * h, w_hn_t))
             # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
-            h = torch.lerp(n, h, z)
-            outs.append(h)
-        return _stack_outputs(outs, reverse), h
+            return (torch.lerp(n, h, z),)
+
+        out, (h,) = run_steps(step, xw, (h,), schedule)
+        return out, h

@@ -1,33 +1,42 @@
-r"""The LSTM time loop as one autograd function with a hand-written backward pass.
+r"""One direction of an LSTM layer as one autograd function with a hand-written backward pass.
 
 Autograd records about ten nodes per time step of an LSTM; at small sizes their
-bookkeeping, not the arithmetic, dominates the time. :class:`LSTMLoop` runs the loop
-without recording and backpropagates through time with the explicit recursion below, three
-tensor operations per step. Everything that does not depend on the recursion is computed
-outside it: the local factors of the backward pass at the end of the forward pass, and only
-when a gradient will be asked for (for large steps, inside each forward step while its
-activations are in the cache: see :data:`PER_STEP_FACTORS`); ``dW_hh`` as one matrix
-product after the backward loop; ``dW_ih``, the biases and the input's gradient flow
-through the projection ``xw`` that the caller computed outside the loop (autograd handles
-that single ``addmm``).
+bookkeeping, not the arithmetic, dominates the time. :class:`LSTMLoop` runs the input
+projection and the time loop without recording, and backpropagates through time with the
+explicit recursion below, three tensor operations per step. Everything that does not
+depend on the recursion is computed outside it: the local factors of the backward pass at
+the end of the forward pass, and only when a gradient will be asked for (for large steps,
+inside each forward step while its activations are in the cache: see
+:data:`PER_STEP_FACTORS`); the gradients of ``W_ih``, ``W_hh``, the biases and the input as
+a few matrix products after the backward loop.
 
-The gate blocks are in the order **o, i, f, g** (not :mod:`torch.nn`'s i, f, g, o), and
-the g block of the weights and biases is **doubled**, so that the loop's pre-activation of
-that block is ``a'_g = 2 a_g``. Then one ``sigmoid_`` activates the whole row of four
-blocks, and ``g = tanh(a_g) = 2 σ(a'_g) − 1`` costs one cheap operation: on the CPU,
-``torch.tanh`` takes about three times as long per element as ``torch.sigmoid``, and one call
-on a contiguous row beats two calls on strided blocks. In the backward pass the three gates
-whose gradient scales with ``dc`` are contiguous. :func:`to_oifg` makes the layout from a
-weight or bias; autograd carries the reordering and the factor 2 back to the parameters.
+One buffer of five blocks per row, ``(P, 5H)``, holds a step's gates, then their local
+factors: the input projection writes the pre-activations into its first four blocks, the
+forward loop activates them in place, and the factors overwrite them in place (the fifth
+block receives ``f``). The backward loop writes ``(P, 5H)`` of gradients, the
+pre-activations' and the cell's; nothing else of that size is made, and nothing is copied.
 
-All buffers are in time order; the backward direction (``reverse=True``) only visits the
-steps from last to first, so that nothing is flipped.
+The gate blocks are in the order **o, i, f, g** (not :mod:`torch.nn`'s i, f, g, o), and in
+the forward pass the g rows of the weights and bias are **doubled**, so that the loop's
+pre-activation of that block is ``a'_g = 2 a_g``. Then one ``sigmoid_`` activates the whole
+row of four blocks, and ``g = tanh(a_g) = 2 σ(a'_g) − 1`` costs one cheap operation: on the
+CPU, ``torch.tanh`` takes about three times as long per element as ``torch.sigmoid``, and
+one call on a row beats two calls on strided blocks. In the backward pass the three gates
+whose gradient scales with ``dc`` are contiguous. :func:`to_oifg` makes the layout; the
+gradients are of the undoubled pre-activations and go back to :mod:`torch.nn`'s order.
+
+All buffers hold the rows of every step one after the other, in time order, as
+:mod:`rnn_course.schedule` lays them out for a padded or a packed batch: the backward
+direction only visits the steps from last to first, so that nothing is flipped, and a
+packed batch runs at each step only the rows whose sequences have not ended. The loops
+run over the schedule's segments, which for a padded batch are its steps.
 
 Forward, per step (``s`` is the processing order):
 
 .. math::
     \begin{aligned}
-    (o, i, f, \tilde g) &= \sigma(xw_s + W_{hh} h_{s-1}), \qquad g = 2 \tilde g - 1 \\
+    (o, i, f, \tilde g) &= \sigma(W_{ih} x_s + b + W_{hh} h_{s-1}), \qquad
+        g = 2 \tilde g - 1 \\
     c_s &= f \odot c_{s-1} + i \odot g, \qquad h_s = o \odot \tanh(c_s)
     \end{aligned}
 
@@ -36,13 +45,12 @@ Backward, with ``dh_s = dout_s + W_{hh}^T da_{s+1}`` (``da`` the pre-activation 
 .. math::
     \begin{aligned}
     dc &\mathrel{+}= dh_s \odot o \odot (1 - \tanh^2 c_s) \\
-    (da_o, da_i, da_f, da'_g) &= (dh_s, dc, dc, dc) \odot
-        (h_s (1-o),\; g\, i(1-i),\; c_{s-1} f(1-f),\; i (1-g^2) / 2) \\
+    (da_o, da_i, da_f, da_g) &= (dh_s, dc, dc, dc) \odot
+        (h_s (1-o),\; g\, i(1-i),\; c_{s-1} f(1-f),\; i (1-g^2)) \\
     dc_{s-1} &= dc \odot f
     \end{aligned}
 
-(``h_s (1 − o) = tanh(c_s) σ'(o)`` because ``h_s = o tanh(c_s)``; the ``/ 2`` is
-``∂g/∂a'_g``.)
+(``h_s (1 − o) = tanh(c_s) σ'(o)`` because ``h_s = o tanh(c_s)``.)
 
 Python's cyclic garbage collector is paused while the loops run
 (:mod:`rnn_course.loop_context`).
@@ -50,23 +58,30 @@ Python's cyclic garbage collector is paused while the loops run
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnn_course.loop_context import loop_context, step_views
+from rnn_course.loop_context import loop_context
+from rnn_course.schedule import Schedule, run_steps
 
 
-def to_oifg(w: Tensor) -> Tensor:
+def to_oifg(w: Tensor, double_g: bool = False) -> Tensor:
     """The loop's layout of a weight ``(4H, ·)`` or bias ``(4H,)`` given in i, f, g, o order.
 
-    The blocks are reordered to o, i, f, g and the g block is doubled (see the module).
+    The blocks are reordered to o, i, f, g; with ``double_g`` the g block is doubled (the
+    forward pass's layout, see the module).
     """
     i, f, g, o = w.chunk(4, dim=0)
-    return torch.cat([o, i, f, 2 * g])
+    return torch.cat([o, i, f, 2 * g if double_g else g])
+
+
+def from_oifg(w: Tensor) -> Tensor:
+    """:mod:`torch.nn`'s order i, f, g, o of a tensor whose blocks are in o, i, f, g order."""
+    o, i, f, g = w.chunk(4, dim=0)
+    return torch.cat([i, f, g, o])
 
 
 # Steps of at least this many state entries (N·H) write their local factors as they go;
@@ -75,202 +90,280 @@ def to_oifg(w: Tensor) -> Tensor:
 # no gain at 4096 (N·H = 16·256, 32·128, 64·64), where the eight extra calls per step
 # cost as much as the passes over memory they replace.
 PER_STEP_FACTORS = 8192
+# Steps of at least this many state entries compute tanh(c) as 2 σ(2c) − 1, three calls
+# instead of one: torch.tanh takes about six times as long per element as torch.sigmoid on
+# this kind of CPU. Measured in one process at T=100, N=64, H=256: 1.13 instead of 1.18
+# times the GEMM floor for forward and backward; at N·H = 1024 and 2048 the two extra calls
+# cost as much as they save, or more.
+TANH_BY_SIGMOID = 8192
+
+
+def _factors(
+    row: Tensor, odt: Tensor, tc: Tensor, h: Tensor, c_prev: Tensor | None, H: int
+) -> None:
+    """Turn activations into the backward pass's local factors, in place (see the module).
+
+    ``row (n, 5H)`` holds ``(o, i, f, g, ·)`` on entry and ``(h (1 − o), g σ'(i),
+    σ'(f) [c_{s-1}], i (1 − g²), f)`` on exit; ``tc`` is ``tanh(c_s)`` and ``odt``
+    receives ``∂h/∂c = o (1 − tanh² c) = o − h tanh(c)`` (it may be ``tc`` itself). With
+    ``c_prev`` the f block is multiplied by it here; without, the caller does it.
+    """
+    o, i, f, g, x = row.split(H, dim=1)
+    torch.addcmul(o, h, tc, value=-1, out=odt)  # o − h tanh(c), while o is intact
+    torch.addcmul(h, h, o, value=-1, out=o)  # h (1 − o)
+    torch.mul(i, g, out=x)  # u = i g, for the next two
+    torch.addcmul(i, x, g, value=-1, out=g)  # i − u g = i (1 − g²)
+    torch.addcmul(x, x, i, value=-1, out=i)  # u − u i = g i (1 − i)
+    x.copy_(f)  # dc_{s-1} = dc ⊙ f
+    torch.addcmul(f, f, f, value=-1, out=f)  # f (1 − f)
+    if c_prev is not None:
+        f.mul_(c_prev)  # c_{s-1} f (1 − f)
 
 
 def _forward_steps(
-    gates: Tensor,
+    rows: Tensor,
     cs: Tensor,
     tcs: Tensor,
     hs: Tensor,
     h0: Tensor,
+    c0: Tensor,
     w_hh: Tensor,
-    reverse: bool,
-    factors: tuple[Tensor, Tensor] | None = None,
+    schedule: Schedule,
+    factors: bool,
 ) -> None:
-    """The forward recursion, in place: ``gates`` holds ``xw`` on entry, activations on exit.
+    """The forward recursion, in place: ``rows (P, 5H)`` holds the projections in its first
+    four blocks on entry, activations (or, with ``factors``, the local factors) on exit.
 
-    ``cs[0]`` (``cs[T]`` for ``reverse``) holds ``c0`` on entry. With ``factors`` (``coef``
-    and ``o_dtanh``, see :func:`_local_factors`) each step also writes its local factors,
-    while its activations are in the cache. Every per-step view is local to this function,
-    so all of them are freed when it returns (see :mod:`rnn_course.loop_context`).
+    ``cs``, ``tcs`` and ``hs`` (each ``(P, H)``) receive ``c_s``, ``tanh(c_s)`` (with
+    ``factors``: ``∂h/∂c``) and ``h_s``. Every per-step view is local to this function, so
+    all of them are freed when it returns (see :mod:`rnn_course.loop_context`).
     """
-    T, H = gates.shape[0], gates.shape[2] // 4
-    zero, minus_one = (gates.new_full((), v) for v in (0.0, -1.0))
+    H = hs.shape[1]
+    minus_one, two = (rows.new_full((), v) for v in (-1.0, 2.0))
     w_hh_t = w_hh.t()
+    views = schedule.views
+    tanh_by_sigmoid = schedule.batch * H >= TANH_BY_SIGMOID
 
-    steps = partial(step_views, reverse=reverse)
-
-    # per-step views in processing order, made once (unbind is one call for T steps);
-    # C[s] is the cell before step s and C[s + 1] the cell after it
-    A, IF = steps(gates), steps(gates[..., H : 3 * H])
-    O, I, F, G_ = (steps(v) for v in gates.split(H, dim=2))
-    C, TC, HS = steps(cs), steps(tcs), steps(hs)
-    if factors is not None:
-        coef, o_dtanh = factors
-        K_O, K_I, K_F, K_G, K_C = (steps(v) for v in coef.split(H, dim=2))
-        K_IF, ODT = steps(coef[..., H : 3 * H]), steps(o_dtanh)
-    h = h0
-    for s in range(T):
-        # a = xw_s + W_hh h_{s-1}, then σ of all four blocks: (o, i, f, σ(2 a_g))
-        A[s].addmm_(h, w_hh_t).sigmoid_()
+    # per-segment views in processing order (a segment is a step of a padded batch), made
+    # once; H0[k] and C0[k] are the states segment k starts from
+    R = views(rows) if factors else []
+    A = views(rows[:, : 4 * H])
+    O, I, F, G_ = (views(v) for v in rows[:, : 4 * H].split(H, dim=1))
+    TC = views(tcs)
+    HS, H0 = schedule.with_prev(hs, h0)
+    C, C0 = schedule.with_prev(cs, c0)
+    for k in range(len(A)):
+        # a = W_ih x_s + b + W_hh h_{s-1}, then σ of all four blocks: (o, i, f, σ(2 a_g))
+        A[k].addmm_(H0[k], w_hh_t).sigmoid_()
         # g = 2 σ(2 a_g) − 1 = tanh(a_g)
-        g = torch.add(minus_one, G_[s], alpha=2, out=G_[s])
+        g = torch.add(minus_one, G_[k], alpha=2, out=G_[k])
         # c_s = f ⊙ c_{s-1} + i ⊙ g
-        c = torch.mul(F[s], C[s], out=C[s + 1]).addcmul_(I[s], g)
-        # h_s = o ⊙ tanh(c_s)
-        tc = torch.tanh(c, out=TC[s])
-        h = torch.mul(O[s], tc, out=HS[s])
-        if factors is not None:  # the same factors as _local_factors, for this step
-            torch.addcmul(h, h, O[s], value=-1, out=K_O[s])
-            torch.addcmul(IF[s], IF[s], IF[s], value=-1, out=K_IF[s])
-            K_I[s].mul_(g)
-            K_F[s].mul_(C[s])
-            torch.addcmul(minus_one, g, g, out=K_G[s])
-            torch.addcmul(zero, K_G[s], I[s], value=-0.5, out=K_G[s])
-            K_C[s].copy_(F[s])
-            torch.addcmul(O[s], h, tc, value=-1, out=ODT[s])
+        c = torch.mul(F[k], C0[k], out=C[k]).addcmul_(I[k], g)
+        # h_s = o ⊙ tanh(c_s), with tanh(c) = 2 σ(2c) − 1 for large steps
+        if tanh_by_sigmoid:
+            tc = torch.mul(c, two, out=TC[k]).sigmoid_()
+            torch.add(minus_one, tc, alpha=2, out=tc)
+        else:
+            tc = torch.tanh(c, out=TC[k])
+        h = torch.mul(O[k], tc, out=HS[k])
+        if factors:  # this step's local factors, while its activations are in the cache
+            _factors(R[k], tc, tc, h, C0[k], H)
 
 
 def _backward_steps(
-    da: Tensor, coef: Tensor, o_dtanh: Tensor, w_hh: Tensor, d_cT: Tensor, reverse: bool
+    da: Tensor,
+    rows: Tensor,
+    odt: Tensor,
+    d_out: Tensor,
+    d_hT: Tensor,
+    d_cT: Tensor,
+    w_hh: Tensor,
+    schedule: Schedule,
 ) -> None:
-    """The backward recursion, in place on ``da (T, N, 5H)``; per-step views stay local.
+    """The backward recursion into ``da (P, 5H)``, from the factors ``rows (P, 5H)``.
 
-    On entry ``da``'s first block holds ``dout`` (plus ``d_hT`` at the last processed step);
-    on exit its blocks hold ``(da_o, da_i, da_f, da_g, dc_{s-1})`` of every step.
+    On exit ``da`` holds ``(da_o, da_i, da_f, da_g, dc_{s-1})`` of every step. Each step
+    builds ``(dh, dc, dc, dc, dc)`` in a small buffer and multiplies its factors by it
+    (the factors stay as they are: a second backward pass through a retained graph reads
+    them again). Views stay local.
     """
-    T, H = da.shape[0], da.shape[2] // 5
-    back = not reverse  # the backward pass visits the steps in the opposite order
+    P, H = odt.shape
+    views = schedule.views
 
-    steps = partial(step_views, reverse=back)
-
-    DA, DA4 = steps(da), steps(da[..., : 4 * H])
-    DH, DH1 = steps(da[..., :H]), steps(da[..., :H].unsqueeze(2))
-    DC, DC4 = steps(da[..., 4 * H :].unsqueeze(2)), steps(da[..., H:].unflatten(-1, (4, H)))
-    COEF, ODT = steps(coef), steps(o_dtanh)
-    dc = d_cT.unsqueeze(1)  # (N, 1, H)
-    for k in range(T):  # k counts back from the last processed step
-        if k > 0:
-            # dh_s = dout_s + W_hhᵀ da_{s+1}, accumulated into the first block
-            DH[k].addmm_(DA4[k - 1], w_hh)
-            dc = DC[k - 1]
+    # ∂h/∂c seen four times: for i, f, g and dc_{s-1}
+    R, DOUT, ODT = views(rows), views(d_out), views(odt.unsqueeze(1).expand(P, 4, H))
+    # the next step's (da_o, da_i, da_f, da_g), and its dc_{s-1}: the gradient of this
+    # step's cell (d_cT where the state is final)
+    _, NEXT_DA = schedule.with_next(da[:, : 4 * H])
+    _, NEXT_DC = schedule.with_next(da[:, 4 * H :].unsqueeze(1), d_cT.unsqueeze(1))
+    DA5, FINAL = views(da), schedule.with_final(d_hT)
+    M = da.new_empty(schedule.batch, 5 * H)  # (dh, dc, dc, dc, dc) of one step
+    parts: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+    for k in reversed(range(len(R))):  # the segments from the last processed one back
+        n = R[k].shape[0]
+        if n not in parts:  # a packed batch's steps have fewer rows as they go
+            m = M[:n]
+            parts[n] = (m, m[:, :H], m[:, :H].unsqueeze(1), m[:, H:].unflatten(1, (4, H)))
+        m, dh, dh1, dc4 = parts[n]
+        next_da = NEXT_DA[k]
+        if next_da is None:
+            # dh_s = dout_s + d_hT where the state is final
+            torch.add(DOUT[k], FINAL[k], out=dh)
+        else:
+            # dh_s = dout_s + W_hhᵀ da_{s+1}
+            torch.addmm(DOUT[k], next_da, w_hh, out=dh)
         # dc += dh ⊙ o ⊙ (1 − tanh² c_s), written into the other four blocks
-        torch.addcmul(dc, DH1[k], ODT[k], out=DC4[k])
-        # (da_o, da_i, da_f, da_g, dc_{s-1}) = (dh, dc, dc, dc, dc) ⊙ coef
-        DA[k].mul_(COEF[k])
-
-
-def _local_factors(
-    gates: Tensor, cs: Tensor, tcs: Tensor, hs: Tensor, coef: Tensor, o_dtanh: Tensor, reverse: bool
-) -> None:
-    """Write the factors of every step that do not depend on the recursion, all at once.
-
-    ``coef (T, N, 5H)`` gets ``(h (1 − o), g σ'(i), c_{s-1} σ'(f), i (1 − g²) / 2, f)`` and
-    ``o_dtanh (T, N, H)`` gets ``∂h/∂c = o (1 − tanh² c) = o − h tanh(c)``.
-    """
-    H = hs.shape[2]
-    o, i, f, g = gates.split(H, dim=2)  # each (T, N, H), time order
-    c_prev = cs[1:] if reverse else cs[:-1]  # c_{s-1} of every step, time order
-    coef_o, coef_i, coef_f, coef_g, coef_c = coef.split(H, dim=2)
-    torch.addcmul(hs, hs, o, value=-1, out=coef_o)  # h (1 − o) = tanh(c) σ'(o)
-    if_ = gates[..., H : 3 * H]
-    torch.addcmul(if_, if_, if_, value=-1, out=coef[..., H : 3 * H])  # σ'(i), σ'(f)
-    coef_i.mul_(g)
-    coef_f.mul_(c_prev)
-    # the loop's g block is a'_g = 2 a_g, and ∂g/∂a'_g = (1 − g²) / 2
-    zero, minus_one = (hs.new_full((), v) for v in (0.0, -1.0))
-    torch.addcmul(minus_one, g, g, out=coef_g)  # g² − 1
-    torch.addcmul(zero, coef_g, i, value=-0.5, out=coef_g)  # i (1 − g²) / 2
-    coef_c.copy_(f)  # dc_{s-1} = dc ⊙ f
-    torch.addcmul(o, hs, tcs, value=-1, out=o_dtanh)
+        torch.addcmul(NEXT_DC[k], dh1, ODT[k], out=dc4)
+        # (da_o, da_i, da_f, da_g, dc_{s-1}) = (dh, dc, dc, dc, dc) ⊙ factors
+        torch.mul(R[k], m, out=DA5[k])
 
 
 class LSTMLoop(torch.autograd.Function):
-    """``(xw, h0, c0, w_hh, reverse, backward)`` → ``(out, h_T, c_T)`` in the loop's layout.
+    """One direction of an LSTM layer: ``(x, h0, c0, w_ih, w_hh, b_ih, b_hh, schedule,
+    backward)`` → ``(out, h_T, c_T)``.
 
-    Shapes: ``xw (T, N, 4H)`` the input projections with both biases folded in, in time
-    order; ``h0, c0 (N, H)``; ``w_hh (4H, H)``; ``out (T, N, H)`` in time order. The gate
-    blocks of ``xw`` and ``w_hh`` are in the order o, i, f, g with the g block doubled, as
-    :func:`to_oifg` makes them. ``backward`` says whether a gradient may be asked for; only
-    then are the local factors computed and saved (:func:`lstm_loop` decides).
+    Shapes: ``x (P, H_in)`` the rows of every step in time order as
+    :class:`~rnn_course.schedule.Schedule` lays them out; ``h0, c0 (N, H)``; the weights
+    and biases in :mod:`torch.nn`'s layout (i, f, g, o), biases ``None`` or both given;
+    ``out (P, H)`` in the layout of ``x``; ``h_T, c_T (N, H)`` the final states.
+    ``backward`` says whether a gradient may be asked for; only then are the local factors
+    computed (:func:`lstm_loop` decides).
     """
 
     @staticmethod
     def forward(
         ctx: Any,
-        xw: Tensor,
+        x: Tensor,
         h0: Tensor,
         c0: Tensor,
+        w_ih: Tensor,
         w_hh: Tensor,
-        reverse: bool,
+        b_ih: Tensor | None,
+        b_hh: Tensor | None,
+        schedule: Schedule,
         backward: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        T, N, G = xw.shape
-        H = G // 4
-        gates = xw.clone()  # each step adds W_hh h_{s-1}, then activates in place
-        cs = xw.new_empty(T + 1, N, H)  # the cell before and after every step, time order
-        tcs = xw.new_empty(T, N, H)  # tanh(c_s)
-        hs = xw.new_empty(T, N, H)  # h_s, the output
-        first_c, last_c = (T, 0) if reverse else (0, T)
-        # the backward pass needs only the local factors: computed here, while the
-        # activations are still in the cache, and only when a gradient will be asked for
-        # (the buffers are made outside inference mode, so that they can be saved)
-        if backward:
-            factors = xw.new_empty(T, N, 6 * H)
-            coef, o_dtanh = factors.split([5 * H, H], dim=2)
+        P, H = x.shape[0], w_hh.shape[1]
+        rows = x.new_empty(P, 5 * H)  # gates, then local factors, then gradients
+        cs = x.new_empty(P, H)  # c_s
+        tcs = x.new_empty(P, H)  # tanh(c_s), then ∂h/∂c
+        hs = x.new_empty(P, H)  # h_s, the output
+        # W_ih x_s + b_ih + b_hh for all steps in one product, straight into the gate
+        # blocks, in the loop's layout (o, i, f, g with the g rows doubled)
+        w_ih_l = to_oifg(w_ih, double_g=True)
+        if b_ih is None or b_hh is None:
+            torch.mm(x, w_ih_l.t(), out=rows[:, : 4 * H])
+        else:
+            torch.addmm(to_oifg(b_ih + b_hh, double_g=True), x, w_ih_l.t(), out=rows[:, : 4 * H])
         # the loop reads and writes these buffers only: no autograd bookkeeping at all
         with loop_context():
-            cs[first_c].copy_(c0)
-            per_step = backward and N * H >= PER_STEP_FACTORS
-            _forward_steps(
-                gates, cs, tcs, hs, h0, w_hh, reverse, (coef, o_dtanh) if per_step else None
-            )
-            if backward and not per_step:
-                _local_factors(gates, cs, tcs, hs, coef, o_dtanh, reverse)
-        ctx.reverse = reverse
+            per_step = backward and schedule.batch * H >= PER_STEP_FACTORS
+            w_hh_l = to_oifg(w_hh, double_g=True)
+            _forward_steps(rows, cs, tcs, hs, h0, c0, w_hh_l, schedule, per_step)
+            if backward and not per_step:  # the factors of every step at once
+                _factors(rows, tcs, tcs, hs, None, H)
+                f = rows[:, 2 * H : 3 * H]
+                for block in schedule.blocks:  # c_{s-1} of every row: c0 or its previous c
+                    f[block.rows].mul_((c0 if block.initial else cs)[block.source])
+        ctx.schedule = schedule
+        ctx.has_bias = b_ih is not None
         if backward:
-            ctx.save_for_backward(coef, o_dtanh, hs, h0, w_hh)
-        last = 0 if reverse else T - 1
-        return hs, hs[last].clone(), cs[last_c].clone()
+            ctx.save_for_backward(rows, tcs, hs, h0, x, w_ih, w_hh)
+        return hs, schedule.final(hs), schedule.final(cs)
 
     @staticmethod
     @once_differentiable
-    def backward(
-        ctx: Any, d_out: Tensor, d_hT: Tensor, d_cT: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, None, None]:
-        coef, o_dtanh, hs, h0, w_hh = ctx.saved_tensors
-        reverse = ctx.reverse
-        T, N, H = hs.shape
-        G = 4 * H
-        da = coef.new_empty(T, N, 5 * H)
-        first, last = (T - 1, 0) if reverse else (0, T - 1)  # in processing order
+    def backward(ctx: Any, d_out: Tensor, d_hT: Tensor, d_cT: Tensor) -> tuple[Any, ...]:
+        rows, odt, hs, h0, x, w_ih, w_hh = ctx.saved_tensors
+        schedule: Schedule = ctx.schedule
+        H = hs.shape[1]
+        w_hh_l = to_oifg(w_hh)  # the gradients are those of the undoubled pre-activations
+        grads = torch.empty_like(rows)  # (da_o, da_i, da_f, da_g, dc_{s-1}) of every row
         with loop_context():
-            # da holds (dh, dc, dc, dc, dc) until multiplied by coef, which leaves
-            # (da_o, da_i, da_f, da_g) and dc_{s-1} in place; dh starts as dout
-            da[..., :H].copy_(d_out)
-            da[last, :, :H].add_(d_hT)
-            # ∂h/∂c seen four times: for i, f, g and dc_{s-1}
-            o_dtanh4 = o_dtanh.unsqueeze(2).expand(T, N, 4, H)
-            _backward_steps(da, coef, o_dtanh4, w_hh, d_cT, reverse)
-        d_xw = da[..., :G]
-        # dW_hh = Σ_s da_s h_{s-1}ᵀ: h_{s-1} is h0 for the first processed step and the
-        # neighbouring output otherwise, so two products cover all steps without a copy
-        # (the rows of da are evenly spaced, so its first four blocks are a matrix view)
-        rest = slice(0, (T - 1) * N) if reverse else slice(N, T * N)
-        dh0 = d_xw[first] @ w_hh
-        h_prev_rest = hs[1:] if reverse else hs[:-1]
-        dw_hh = d_xw[first].t() @ h0
-        if T > 1:
-            da_rest = da.view(T * N, 5 * H)[rest, :G]  # ((T − 1) N, 4H)
-            dw_hh.addmm_(da_rest.t(), h_prev_rest.reshape(-1, H))
-        return d_xw, dh0, da[first, :, G:].clone(), dw_hh, None, None
+            _backward_steps(grads, rows, odt, d_out, d_hT, d_cT, w_hh_l, schedule)
+        da = grads[:, : 4 * H]  # (P, 4H), o, i, f, g
+        need = ctx.needs_input_grad
+        # the initial states' gradients: W_hhᵀ da and dc_{s-1} of the rows that read them
+        dh0 = schedule.initial(lambda r: da[r] @ w_hh_l, h0) if need[1] else None
+        dc0 = schedule.initial(lambda r: grads[r, 4 * H :].clone(), h0) if need[2] else None
+        # the input's and the weights' gradients: a few matrix products over all rows
+        dx = da @ to_oifg(w_ih) if need[0] else None
+        dw_ih = from_oifg(da.t() @ x) if need[3] else None
+        # dW_hh = Σ_s da_s h_{s-1}ᵀ: h_{s-1} is h0 or the neighbouring output, so a few
+        # products cover all steps without a copy (two for a padded batch)
+        dw_hh = from_oifg(schedule.products_with_prev(da, hs, h0)) if need[4] else None
+        db = from_oifg(da.sum(0)) if ctx.has_bias and (need[5] or need[6]) else None
+        # both biases get the gradient of their sum, as two tensors
+        return dx, dh0, dc0, dw_ih, dw_hh, db, None if db is None else db.clone(), None, None
 
 
 def lstm_loop(
-    xw: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, reverse: bool = False
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    reverse: bool = False,
+    batch_sizes: tuple[int, ...] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Run :class:`LSTMLoop`; all tensors with gates in o, i, f, g order (see the module)."""
+    """One direction of an LSTM layer by :class:`LSTMLoop`, weights in :mod:`torch.nn`'s layout.
+
+    Without ``batch_sizes`` the batch is padded: ``x (T, N, H_in)`` gives
+    ``out (T, N, H)``. With ``batch_sizes`` (a packed batch, :mod:`rnn_course.schedule`)
+    ``x`` is ``(P, H_in)`` and ``out`` is ``(P, H)``. ``h_T`` and ``c_T`` are ``(N, H)``.
+    """
+    if batch_sizes is None:
+        T, N, I = x.shape
+        out, h, c = lstm_direction(
+            x.reshape(T * N, I), h0, c0, w_ih, w_hh, b_ih, b_hh, Schedule.padded(T, N, reverse)
+        )
+        return out.view(T, N, -1), h, c
+    schedule = Schedule(tuple(batch_sizes), reverse)
+    return lstm_direction(x, h0, c0, w_ih, w_hh, b_ih, b_hh, schedule)
+
+
+def lstm_direction(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    schedule: Schedule,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:class:`LSTMLoop` over ``x (P, H_in)``: ``out (P, H)``, ``h_T`` and ``c_T``."""
     # inside the function's forward grad mode is always off: decide here whether autograd
     # records the call, so that a forward pass without gradients skips the local factors
-    backward = torch.is_grad_enabled() and any(t.requires_grad for t in (xw, h0, c0, w_hh))
-    return LSTMLoop.apply(xw, h0, c0, w_hh, reverse, backward)
+    tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return LSTMLoop.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, schedule, backward)
+
+
+def lstm_steps_autograd(
+    xw: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_hh: Tensor,
+    schedule: Schedule,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The same loop in plain autograd operations, in :mod:`torch.nn`'s gate order i, f, g, o.
+
+    ``xw (P, 4H)`` with both biases folded in. What :func:`torch.compile` captures (see
+    :meth:`rnn_course.layers.LSTM.compile_time_loop`): the loop above writes into strided
+    buffers in place, which breaks a compiled graph.
+    """
+    w_hh_t = w_hh.t()
+
+    def cell(xw_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        h, c = state
+        i, f, g, o = torch.addmm(xw_t, h, w_hh_t).chunk(4, dim=1)
+        # c_t = f ⊙ c_{t-1} + i ⊙ g
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        # h_t = o ⊙ tanh(c_t)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    out, (h, c) = run_steps(cell, xw, (h0, c0), schedule)
+    return out, (h, c)

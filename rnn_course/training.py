@@ -45,7 +45,7 @@ class TrainConfig:
             isinstance(self.clip_norm, int | float) and self.clip_norm > 0
         ):
             raise ValueError(f"clip_norm must be None or a positive number, got {self.clip_norm!r}")
-        expect_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        expect_choice("optimizer", self.optimizer, OPTIMIZERS)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
 
@@ -104,10 +104,22 @@ def accuracy(model: nn.Module, batch: Batch) -> float:
         model.train(was_training)
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
-    return torch.optim.SGD(model.parameters(), lr=config.lr)
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
+    """The optimizer of the book's experiments over all of ``model``'s parameters.
+
+    Args:
+        model: whose parameters are optimized.
+        name: ``"adam"`` (:class:`torch.optim.Adam`) or ``"sgd"`` (plain
+            :class:`torch.optim.SGD`, no momentum).
+        lr: the step size.
+    """
+    expect_choice("optimizer", name, OPTIMIZERS)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    return torch.optim.SGD(model.parameters(), lr=lr)
 
 
 def optimizer_step(
@@ -167,7 +179,7 @@ def train(
     model.to(device)
     loss_fn = task_loss if loss_fn is None else loss_fn
     torch.manual_seed(config.seed)
-    optimizer = _make_optimizer(model, config)
+    optimizer = make_optimizer(model, config.optimizer, config.lr)
     params = [p for p in model.parameters() if p.requires_grad]
     history = History()
     model.train()

@@ -1,4 +1,5 @@
-"""The benchmark's entry point runs and prints a complete table (no timing assertions)."""
+"""The benchmark's entry point runs and prints complete tables (no timing assertions); what
+it times computes what it claims: the same function, the named gradients, the products."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from rnn_course import bench
+from rnn_course.baselines import LOOP_PEERS, GemmFloor
 
 
 def test_main_prints_one_row_per_size_and_pass(capsys):
@@ -21,23 +24,29 @@ def test_main_prints_one_row_per_size_and_pass(capsys):
         for pass_ in ("forward", "fwd+bwd", "fwd+bwd+dx")
     ]
     for row in rows:
-        assert set(row.times) == set(bench.LAYERS)
-        values = [row.ms(*key) for key in bench.LAYERS]
+        assert set(row.times) == set(bench.KEYS)
+        values = [row.ms(*key) for key in bench.KEYS]
         values += [row.ratio(cell)[0] for cell in ("LSTM", "GRU")]
         values += [row.gru_over_lstm(impl)[0] for impl in ("ours", "torch")]
         for value in values:
             assert math.isfinite(value) and value > 0
     lines = printed.splitlines()
-    table = [line for line in lines if line.startswith("| T=")]
-    assert len(table) == len(rows)
-    assert lines[1].startswith("| size") and "GRU/LSTM ours" in lines[1]
     assert "1 thread(s)" in lines[0]
-    # every line of the Markdown table has the same columns
-    assert {line.count("|") for line in lines[1:]} == {len(bench.COLUMNS) + 1}
+    tables = printed.split("\n\n")[1:]  # title, table, title, table, ...
+    titles, bodies = tables[0::2], tables[1::2]
+    assert [t.strip() for t in titles] == list(bench.TABLES)
+    for body, columns in zip(bodies, bench.TABLES.values(), strict=True):
+        table = body.strip().splitlines()
+        assert table[0].startswith("| size") and len(table) == 2 + len(rows)
+        # every line of a Markdown table has the same columns
+        assert {line.count("|") for line in table} == {len(columns) + 3}
+    assert "fastest peer/ours" in bodies[1] and "LSTM packed/padded" in bodies[2]
 
 
 def fake_row(ms: dict[tuple[str, str], tuple[float, ...]]) -> bench.BenchRow:
-    return bench.BenchRow(bench.BenchConfig(10, 2, 3, 4), "fwd+bwd+dx", ms)
+    runs = len(next(iter(ms.values())))
+    times = {key: (1.0,) * runs for key in bench.KEYS} | ms
+    return bench.BenchRow(bench.BenchConfig(10, 2, 3, 4), "fwd+bwd+dx", times)
 
 
 def test_ratios_are_computed_per_run_from_the_measured_times():
@@ -59,6 +68,21 @@ def test_ratios_are_computed_per_run_from_the_measured_times():
     assert cells[-2:] == ["0.50 (0.50–0.75)", "0.50 (0.50–2.00)"]
 
 
+def test_the_fastest_peer_is_taken_in_each_run():
+    row = fake_row({
+        ("LSTM", "ours"): (2.0, 2.0, 2.0),
+        ("LSTM", "d2l"): (8.0, 3.0, 9.0),
+        ("LSTM", "cell loop"): (6.0, 7.0, 5.0),
+        ("LSTM", "script"): (7.0, 9.0, 4.0),
+    })  # fmt: skip
+    # per run: min(8, 6, 7) = 6, min(3, 7, 9) = 3, min(9, 5, 4) = 4, over ours = 2
+    assert row.ratio_of(bench.PEERS, ("LSTM", "ours")) == (2.0, 1.5, 3.0)
+    titles = [title for title, _ in bench.FLOOR_COLUMNS]
+    line = bench.format_table([row], bench.FLOOR_COLUMNS).splitlines()[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2 + titles.index("fastest peer/ours")] == "2.00 (1.50–3.00)"
+
+
 def test_one_run_shows_the_ratio_without_a_range():
     row = fake_row({key: (2.0,) if key[1] == "ours" else (4.0,) for key in bench.LAYERS})
     cells = [c.strip() for c in bench.format_table([row]).splitlines()[-1].strip("|").split("|")]
@@ -71,18 +95,83 @@ def test_one_run_shows_the_ratio_without_a_range():
     [("forward", False, False), ("fwd+bwd", True, False), ("fwd+bwd+dx", True, True)],
 )
 @pytest.mark.parametrize("key", list(bench.LAYERS))
-def test_each_pass_computes_the_gradients_it_names(pass_, params_grad, input_grad, key):
+@pytest.mark.parametrize("packed", [False, True])
+def test_each_pass_computes_the_gradients_it_names(pass_, params_grad, input_grad, key, packed):
     layer = bench.LAYERS[key](4, 5)
-    x = bench.timed_input(torch.randn(3, 2, 4), pass_)
+    x = torch.randn(3, 2, 4)
+    x = bench.packed_input(x, pass_) if packed else bench.timed_input(x, pass_)
     bench._call(layer, x, pass_)()
     assert (layer.weight_hh_l0.grad is not None) == params_grad
-    assert (x.grad is not None) == input_grad
+    leaf = x.data if packed else x
+    assert (leaf.grad is not None) == input_grad
+
+
+@pytest.mark.parametrize("peer", list(LOOP_PEERS))
+def test_loop_peers_compute_torch_nn_s_lstm(peer):
+    """The peers are timed on the same function: outputs, final states and gradients of
+    torch.nn.LSTM, given its state dict."""
+    torch.manual_seed(0)
+    reference = nn.LSTM(5, 7, dtype=torch.float64)
+    layer = LOOP_PEERS[peer](5, 7).double()
+    layer.load_torch_state_dict(reference.state_dict())
+    x = torch.randn(6, 3, 5, dtype=torch.float64, requires_grad=True)
+    results = []
+    for module in (layer, reference):
+        out, (h, c) = module(x)
+        loss = out.square().sum() + h.sum() + 2 * c.sum()
+        results.append([out, h, c, torch.autograd.grad(loss, x)[0]])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(("pass_", "gates"), [("forward", 4), ("fwd+bwd", 3), ("fwd+bwd+dx", 4)])
+def test_the_floor_runs_the_products_of_its_pass_and_nothing_else(pass_, gates):
+    """Forward: the input projection and one recurrent product per step; backward: one
+    recurrent product per step and dW_ih, dW_hh (and dX): counted with the profiler."""
+    T, N, I, H = 5, 3, 4, 6
+    floor = GemmFloor(T, N, I, H, gates, backward=pass_ != "forward",
+                      input_grad=pass_ == "fwd+bwd+dx")  # fmt: skip
+    with torch.profiler.profile() as prof:
+        floor()
+    ops = {e.key: e.count for e in prof.key_averages() if e.key.startswith("aten::")}
+    products = {k: n for k, n in ops.items() if k in ("aten::mm", "aten::addmm", "aten::bmm")}
+    want = {"forward": 1 + T, "fwd+bwd": 1 + 2 * T + 2, "fwd+bwd+dx": 1 + 2 * T + 3}[pass_]
+    assert products == {"aten::mm": want}
+    # nothing but the products and the views they take
+    assert set(ops) <= {"aten::mm", "aten::t", "aten::transpose", "aten::as_strided",
+                        "aten::resolve_conj", "aten::resolve_neg"}  # fmt: skip
+    assert floor.xw.shape == (T * N, gates * H) and floor.dx.shape == (T * N, I)
 
 
 def test_runs_collect_one_time_per_run():
     rows = bench.run([bench.BenchConfig(3, 2, 4, 5)], repeats=1, warmup=0, runs=2)
     assert [r.pass_ for r in rows] == list(bench.PASSES)
     assert all(len(times) == 2 for r in rows for times in r.times.values())
+
+
+def test_every_implementation_of_a_cell_gets_the_same_weights_and_input():
+    """The calls of one size and pass: run once each, every LSTM computes the same output."""
+    outputs = {}
+
+    def record(module, args, output):
+        out = output[0]
+        outputs[type(module).__name__] = out.data if hasattr(out, "batch_sizes") else out
+
+    calls = bench.make_calls(bench.BenchConfig(4, 3, 5, 6), "forward", 0, torch.device("cpu"))
+    handles = [
+        torch.nn.modules.module.register_module_forward_hook(record),
+    ]
+    try:
+        for (cell, impl), call in calls.items():
+            if cell == "LSTM" and impl not in ("floor", "packed"):
+                call()
+    finally:
+        for h in handles:
+            h.remove()
+    reference = outputs.pop("LSTM")  # torch.nn's and the package's share the class name
+    assert {"ScratchLSTM", "CellLoopLSTM", "ScriptLSTM"} <= set(outputs)
+    for name in ("ScratchLSTM", "CellLoopLSTM", "ScriptLSTM"):
+        torch.testing.assert_close(outputs[name], reference, atol=1e-5, rtol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize("bad", ["1,2,3", "1,2,x,4", "0,2,3,4"])
@@ -108,8 +197,9 @@ def test_compile_times_the_compiled_time_loops(capsys, monkeypatch):
         ["--config", "2,1,3,3", "--repeats", "1", "--warmup", "1", "--compile", "aot_eager"]
     )
     assert "rnn_course compiled (aot_eager)" in capsys.readouterr().out.splitlines()[0]
+    # the padded and the packed layer of each cell, in each pass
     assert sorted(compiled) == sorted(
-        [(cell, {"backend": "aot_eager"}) for cell in ("LSTM", "GRU") for _ in bench.PASSES]
+        [(cell, {"backend": "aot_eager"}) for cell in ("LSTM", "GRU") for _ in range(6)]
     )
     assert all(math.isfinite(r.ratio("LSTM")[0]) for r in rows)
 
@@ -118,3 +208,16 @@ def test_compile_needs_a_warmup(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--config", "2,1,3,3", "--compile", "--warmup", "0"])
     assert "--warmup 1" in capsys.readouterr().err
+
+
+def test_profile_sorts_one_call_s_time_into_products_operations_and_views(capsys):
+    config = bench.BenchConfig(6, 3, 4, 5)
+    prof = bench.profile(config)
+    assert 0 < prof.products < 1 and 0 < prof.pointwise < 1 and 0 < prof.views < 1
+    assert prof.total > 0 and prof.floor > 0
+    assert prof.outside == pytest.approx(1 - prof.products - prof.pointwise - prof.views)
+    assert prof.per_step(0.5) == pytest.approx(1e3 * 0.5 * prof.total / 6)
+    assert bench.main(["--profile", "--config", "6,3,4,5"]) == []
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| size | call ms | floor ms | products")
+    assert lines[2].startswith("| T=6 N=3 I=4 H=5 |")

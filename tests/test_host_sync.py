@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnn_course as rc
 import rnn_course.lstm_loop as lstm_loop_module
@@ -38,12 +39,19 @@ class HostSync(RuntimeError):
 
 
 @contextlib.contextmanager
-def no_host_sync(device: torch.device) -> Iterator[None]:
-    """Make the methods in :data:`SYNCING` raise :class:`HostSync` within the block."""
+def no_host_sync(device: torch.device, allow: tuple[torch.Tensor, ...] = ()) -> Iterator[None]:
+    """Make the methods in :data:`SYNCING` raise :class:`HostSync` within the block.
+
+    ``allow`` names tensors that live on the host by contract, whose reading waits for no
+    device: a packed batch's ``batch_sizes``.
+    """
     saved = {name: torch.Tensor.__dict__.get(name) for name in SYNCING}
+    original = {name: getattr(torch.Tensor, name) for name in SYNCING}
 
     def forbid(name: str):
         def raiser(self, *args, **kwargs):
+            if any(self is t for t in allow) and self.device.type == "cpu":
+                return original[name](self, *args, **kwargs)
             raise HostSync(f"Tensor.{name} called inside a layer")
 
         return raiser
@@ -153,9 +161,10 @@ def test_forward_and_backward_run_without_host_synchronization(
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_lstm_per_step_factors_run_without_host_synchronization(monkeypatch, bidirectional, device):
-    """The LSTM's per-step path for the backward pass's factors (large steps) is checked
-    too: the sizes above are small enough for the all-at-once path."""
+    """The LSTM's paths for large steps (factors per step, tanh by a sigmoid) are checked
+    too: the sizes above are small enough for the other paths."""
     monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", 0)
+    monkeypatch.setattr(lstm_loop_module, "TANH_BY_SIGMOID", 0)
     torch.manual_seed(0)
     layer = rc.LSTM(I, H, num_layers=2, bidirectional=bidirectional, device=device)
     x = torch.randn(T, N, I, device=device, requires_grad=True)
@@ -163,3 +172,36 @@ def test_lstm_per_step_factors_run_without_host_synchronization(monkeypatch, bid
         out, (h, c) = layer(x)
         (out.sum() + h.square().sum() + c.sum()).backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("enforce_sorted", [False, True])
+def test_packed_sequences_run_without_host_synchronization(
+    kind, bidirectional, enforce_sorted, device
+):
+    """A packed batch's batch_sizes are read (they live on the host); nothing else is."""
+    cls, extra = LAYERS[kind]
+    torch.manual_seed(0)
+    layer = cls(I, H, num_layers=2, bidirectional=bidirectional, device=device, **extra)
+    lengths = [5, 3, 5, 1] if not enforce_sorted else [5, 5, 3, 1]
+    x = torch.randn(max(lengths), len(lengths), I, device=device, requires_grad=True)
+    packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=enforce_sorted)
+    D = 2 if bidirectional else 1
+    h0 = torch.randn(2 * D, len(lengths), H, device=device, requires_grad=True)
+    hx = (h0, torch.randn_like(h0)) if kind == "lstm" else h0
+    with no_host_sync(device, allow=(packed.batch_sizes,)):
+        out, state = layer(packed, hx)
+        final = state[0] if kind == "lstm" else state
+        (out.data.sum() + final.square().sum()).backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(h0.grad).all()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None, name
+
+
+def test_the_guard_allows_only_the_named_host_tensors():
+    allowed, other = torch.tensor([3, 2]), torch.tensor([3, 2])
+    with no_host_sync(torch.device("cpu"), allow=(allowed,)):
+        assert allowed.tolist() == [3, 2]
+        with pytest.raises(HostSync):
+            other.tolist()

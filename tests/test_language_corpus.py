@@ -1,26 +1,41 @@
-"""The frozen book corpus, its cleaning, split and vocabulary, and stateful TBPTT batches."""
+"""The frozen book corpus and the script that freezes it, its split and vocabulary, and
+stateful TBPTT batches."""
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from rnn_course.bptt import detach_state
 from rnn_course.language.corpus import (
     CORPUS_PATH,
     VALID_EVERY,
     TBPTTBatches,
     Vocabulary,
-    build_corpus,
     load_corpus,
-    main,
-    markdown_to_prose,
     random_windows,
     split_corpus,
 )
 from rnn_course.language.models import CharLM
-from rnn_course.language.training import detach_state
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "freeze_corpus.py"
+
+
+def load_script():
+    """The freezing script as a module (it lives outside the package, in scripts/)."""
+    spec = importlib.util.spec_from_file_location("freeze_corpus", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+freeze = load_script()
 
 PAGE = """---
 jupytext:
@@ -79,7 +94,7 @@ CODE_MARKERS = (
 
 
 def test_markdown_to_prose_keeps_prose_and_drops_code_and_math() -> None:
-    paragraphs = markdown_to_prose(PAGE)
+    paragraphs = freeze.markdown_to_prose(PAGE)
     text = "\n".join(paragraphs)
     assert paragraphs[0] == "A chapter title"
     assert "Prose with markup" in paragraphs
@@ -181,13 +196,77 @@ def test_random_windows_are_deterministic_and_shifted() -> None:
     assert torch.equal(y, x + 1) and x.shape == (6, 10)
 
 
-def test_freeze_command_writes_the_corpus_of_a_book_folder(tmp_path: Path) -> None:
+def test_freeze_script_writes_the_corpus_of_a_book_folder(tmp_path: Path) -> None:
     book = tmp_path / "book"
     book.mkdir()
     (book / "01_a.md").write_text(PAGE)
     (book / "api.md").write_text("# API\n\nThis page is excluded.\n")
     out = tmp_path / "corpus.txt"
-    main(["freeze", "--book", str(book), "--out", str(out)])
+    freeze.main(["--book", str(book), "--out", str(out)])
     text = out.read_text()
-    assert text == build_corpus([book / "01_a.md"])
+    assert text == freeze.build_corpus([PAGE])
     assert "excluded" not in text and "A chapter title" in text
+
+
+def test_the_script_reproduces_the_committed_corpus(tmp_path: Path) -> None:
+    """Run as documented, from the pages of the revision the corpus was frozen from."""
+    out = tmp_path / "corpus.txt"
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--rev", freeze.FROZEN_FROM, "--out", str(out)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    assert out.read_text(encoding="ascii") == CORPUS_PATH.read_text(encoding="ascii")
+
+
+MYST = """
+Classification (many to one)
+: a whole sequence gets one label.
+
+:::{note}
+A note in a colon fence.
+:::
+
+```{tip}
+---
+class: dropdown
+---
+A tip with YAML options.
+```
+
+% a comment the reader never sees
+
++++
+
+```{math}
+:label: eq-x
+x = 1
+```
+
+A paragraph with a footnote[^one] and a {{ substitution }}.
+
+[^one]: The footnote's own text is prose too.
+"""
+
+
+def test_myst_constructs_are_read_as_myst_reads_them() -> None:
+    paragraphs = freeze.markdown_to_prose(MYST)
+    assert paragraphs[0] == "Classification (many to one): a whole sequence gets one label."
+    assert "A note in a colon fence." in paragraphs
+    assert "A tip with YAML options." in paragraphs
+    assert "A paragraph with a footnote and a." in paragraphs
+    text = "\n".join(paragraphs)
+    for dropped in ("comment", "dropdown", "eq-x", "x = 1", "class"):
+        assert dropped not in text
+
+
+def test_the_runtime_package_parses_no_markdown() -> None:
+    """Loading the corpus never reads the book, nor imports a Markdown parser."""
+    code = (
+        "import sys, rnn_course.language.corpus as c; c.load_corpus(); "
+        "print(any(m.split('.')[0] in ('markdown_it', 'mdit_py_plugins') for m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    import rnn_course.language.corpus as corpus
+
+    assert not hasattr(corpus, "markdown_to_prose") and not hasattr(corpus, "freeze")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 import warnings
@@ -9,6 +10,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 import rnn_course as rc
 import rnn_course.lstm_loop as lstm_loop_module
@@ -214,16 +216,22 @@ def test_lstm_gradients_match_autograd_of_the_cell_loop():
             torch.testing.assert_close(getattr(layer, f"{k}_l0{d}").grad, p.grad)
 
 
+def lstm_weights(leaf, bias: bool = True) -> tuple[torch.Tensor, ...]:
+    """``w_ih, w_hh`` and, with ``bias``, ``b_ih, b_hh`` in torch.nn's layout."""
+    weights = (leaf(4 * H, I), leaf(4 * H, H))
+    return (*weights, leaf(4 * H), leaf(4 * H)) if bias else weights
+
+
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("steps", [1, 4])
-def test_lstm_loop_backward_passes_gradcheck(reverse, steps):
+@pytest.mark.parametrize(("steps", "bias"), [(1, True), (4, True), (4, False)])
+def test_lstm_loop_backward_passes_gradcheck(reverse, steps, bias):
     """The hand-written backward of the LSTM loop against finite differences."""
     gen = torch.Generator().manual_seed(5)
 
     def leaf(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
-    args = (leaf(steps, N, 4 * H), leaf(N, H), leaf(N, H), leaf(4 * H, H))
+    args = (leaf(steps, N, I), leaf(N, H), leaf(N, H), *lstm_weights(leaf, bias))
     assert torch.autograd.gradcheck(lambda *a: lstm_loop(*a, reverse=reverse), args)
 
 
@@ -237,7 +245,7 @@ def test_lstm_local_factors_per_step_equal_all_at_once(monkeypatch, reverse):
     def leaf(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
-    args = (leaf(5, N, 4 * H), leaf(N, H), leaf(N, H), leaf(4 * H, H))
+    args = (leaf(5, N, I), leaf(N, H), leaf(N, H), *lstm_weights(leaf))
     results = []
     for threshold in (10**9, 0):  # all at once, then per step
         monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", threshold)
@@ -255,7 +263,7 @@ def test_lstm_forward_without_gradient_computes_no_factors(monkeypatch):
     def refuse(*args: object) -> None:
         raise AssertionError("local factors computed")
 
-    monkeypatch.setattr(lstm_loop_module, "_local_factors", refuse)
+    monkeypatch.setattr(lstm_loop_module, "_factors", refuse)
     layer = rc.LSTM(I, H)
     x = torch.randn(4, N, I)
     with torch.no_grad():
@@ -269,6 +277,12 @@ def test_lstm_forward_without_gradient_computes_no_factors(monkeypatch):
         layer(x)
 
 
+def gru_weights(leaf, bias: bool = True) -> tuple[torch.Tensor, ...]:
+    """``w_ih, w_hh`` and, with ``bias``, ``b_ih, b_hh`` in torch.nn's layout."""
+    weights = (leaf(3 * H, I), leaf(3 * H, H))
+    return (*weights, leaf(3 * H), leaf(3 * H)) if bias else weights
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize(("steps", "bias"), [(1, True), (4, True), (4, False)])
 def test_gru_loop_backward_passes_gradcheck(reverse, steps, bias):
@@ -278,7 +292,7 @@ def test_gru_loop_backward_passes_gradcheck(reverse, steps, bias):
     def leaf(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
 
-    args = (leaf(steps, N, 3 * H), leaf(N, H), leaf(3 * H, H), leaf(3 * H) if bias else None)
+    args = (leaf(steps, N, I), leaf(N, H), *gru_weights(leaf, bias))
     assert torch.autograd.gradcheck(lambda *a: gru_loop(*a, reverse=reverse), args)
 
 
@@ -490,7 +504,7 @@ def test_bad_nonlinearity_and_proj_size():
 @pytest.mark.parametrize("cls", [rc.RNN, rc.LSTM, rc.GRU])
 def test_bad_inputs(cls):
     layer = cls(I, H, num_layers=2)
-    with raises(TypeError, "input must be a torch.Tensor, got list"):
+    with raises(TypeError, "input must be a torch.Tensor or a PackedSequence, got list"):
         layer([[0.0] * I])
     with raises(TypeError, "input must have a floating-point dtype, got torch.int64"):
         layer(torch.zeros(T, N, I, dtype=torch.int64))
@@ -567,3 +581,403 @@ def test_compiled_time_loop_matches_eager(kind):
     torch.testing.assert_close(got, expected)
     for a, b in zip([x.grad] + [p.grad for p in layer.parameters()], expected_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+# --- packed sequences -----------------------------------------------------------------------
+
+# lengths with ties, a sequence of one step, and (unsorted) an order pack must change
+LENGTHS = {True: [5, 5, 4, 2, 1], False: [2, 5, 1, 4, 5]}
+
+
+def packed_input(lengths, batch_first, enforce_sorted, device, dtype=torch.float64, seed=8):
+    """A padded batch with random values on its padding too, and its packed version."""
+    gen = torch.Generator().manual_seed(seed)
+    T, B = max(lengths), len(lengths)
+    shape = (B, T, I) if batch_first else (T, B, I)
+    x = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+    packed = pack_padded_sequence(
+        x, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=enforce_sorted
+    )
+    return x, packed
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("enforce_sorted", [True, False])
+@pytest.mark.parametrize(("batch_first", "with_hx", "bias"), [
+    (False, True, True),
+    (True, False, False),
+])  # fmt: skip
+def test_packed_parity_float64(
+    kind, num_layers, bidirectional, enforce_sorted, batch_first, with_hx, bias, device
+):
+    """PackedSequence in, PackedSequence out: outputs, final states and the gradients of
+    the padded input, the initial state and every parameter equal torch.nn's."""
+    ours, ref = make_pair(
+        kind, "torch", device, torch.float64, num_layers=num_layers,
+        bidirectional=bidirectional, batch_first=batch_first, bias=bias,
+    )  # fmt: skip
+    lengths = LENGTHS[enforce_sorted]
+    gen = torch.Generator().manual_seed(9)
+    D, B = 2 if bidirectional else 1, len(lengths)
+    hx = random_state(kind, (D * num_layers, B, H), device, torch.float64, gen) if with_hx else None
+    results = []
+    for layer in (ours, ref):
+        x, packed = packed_input(lengths, batch_first, enforce_sorted, device)
+        out, state = layer(packed, hx)
+        assert isinstance(out, PackedSequence)
+        assert torch.equal(out.batch_sizes, packed.batch_sizes)
+        states = list(state) if isinstance(state, tuple) else [state]
+        weights = [
+            torch.randn(t.shape, generator=torch.Generator().manual_seed(10 + j),
+                        dtype=torch.float64).to(device)
+            for j, t in enumerate([out.data, *states])
+        ]  # fmt: skip
+        loss = sum((t * w).sum() for t, w in zip([out.data, *states], weights, strict=True))
+        leaves = [x] + (list(hx) if isinstance(hx, tuple) else [] if hx is None else [hx])
+        grads = torch.autograd.grad(loss, leaves + list(layer.parameters()))
+        results.append([out.data, *states, *grads])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "gru_reset_before"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padded_steps_neither_update_the_state_nor_receive_gradient(kind, bidirectional):
+    """Each sequence of a packed batch gives what it gives alone, unpadded, and the
+    padding of the input gets a gradient of exactly zero."""
+    cls, extra = (
+        (rc.GRU, {"reset_after": False})
+        if kind == "gru_reset_before"
+        else (KINDS[kind][0], KINDS[kind][2])
+    )
+    torch.manual_seed(0)
+    layer = cls(I, H, num_layers=2, bidirectional=bidirectional, batch_first=True,
+                dtype=torch.float64, **extra)  # fmt: skip
+    lengths = LENGTHS[False]
+    x, packed = packed_input(lengths, True, False, torch.device("cpu"))
+    out, state = layer(packed)
+    h_n = state[0] if isinstance(state, tuple) else state
+    padded, _ = pad_packed_sequence(out, batch_first=True)
+    padded.square().sum().backward()
+    for n, length in enumerate(lengths):
+        alone, alone_state = layer(x[n : n + 1, :length].detach())
+        alone_h = alone_state[0] if isinstance(alone_state, tuple) else alone_state
+        torch.testing.assert_close(padded[n : n + 1, :length], alone, atol=1e-12, rtol=0)
+        torch.testing.assert_close(h_n[:, n : n + 1], alone_h, atol=1e-12, rtol=0)
+        assert torch.all(padded[n, length:] == 0)
+        assert torch.all(x.grad[n, length:] == 0)
+        assert x.grad[n, :length].abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "gru_reset_before"])
+def test_packed_equal_lengths_equal_the_padded_path(kind):
+    cls, extra = (
+        (rc.GRU, {"reset_after": False})
+        if kind == "gru_reset_before"
+        else (KINDS[kind][0], KINDS[kind][2])
+    )
+    torch.manual_seed(0)
+    layer = cls(I, H, num_layers=2, bidirectional=True, dtype=torch.float64, **extra)
+    x = torch.randn(T, N, I, dtype=torch.float64)
+    out, state = layer(x)
+    packed_out, packed_state = layer(pack_padded_sequence(x, torch.full((N,), T)))
+    torch.testing.assert_close(packed_out.data, out.reshape(T * N, -1), atol=0, rtol=0)
+    for a, b in zip(
+        packed_state if isinstance(state, tuple) else [packed_state],
+        state if isinstance(state, tuple) else [state],
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("batch_sizes", [(3, 3, 2, 2, 1), (3, 1, 1)])
+def test_packed_lstm_loop_passes_gradcheck(reverse, batch_sizes):
+    gen = torch.Generator().manual_seed(11)
+
+    def leaf(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
+
+    B, P = batch_sizes[0], sum(batch_sizes)
+    args = (leaf(P, I), leaf(B, H), leaf(B, H), *lstm_weights(leaf))
+    assert torch.autograd.gradcheck(
+        lambda *a: lstm_loop(*a, reverse=reverse, batch_sizes=batch_sizes), args
+    )
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("per_step", [False, True])
+def test_packed_lstm_local_factors_per_step_pass_gradcheck(monkeypatch, reverse, per_step):
+    monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", 0 if per_step else 10**9)
+    gen = torch.Generator().manual_seed(12)
+
+    def leaf(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
+
+    sizes = (3, 2, 2, 1)
+    args = (leaf(sum(sizes), I), leaf(3, H), leaf(3, H), *lstm_weights(leaf))
+    assert torch.autograd.gradcheck(
+        lambda *a: lstm_loop(*a, reverse=reverse, batch_sizes=sizes), args
+    )
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch_sizes", [(3, 3, 2, 2, 1), (3, 1, 1)])
+def test_packed_gru_loop_passes_gradcheck(reverse, bias, batch_sizes):
+    gen = torch.Generator().manual_seed(13)
+
+    def leaf(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_()
+
+    B, P = batch_sizes[0], sum(batch_sizes)
+    args = (leaf(P, I), leaf(B, H), *gru_weights(leaf, bias))
+    assert torch.autograd.gradcheck(
+        lambda *a: gru_loop(*a, reverse=reverse, batch_sizes=batch_sizes), args
+    )
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_packed_layer_passes_gradcheck(kind):
+    """The whole bidirectional stack on a packed, unsorted batch against finite differences."""
+    torch.manual_seed(0)
+    layer = KINDS[kind][0](2, 2, num_layers=2, bidirectional=True, dtype=torch.float64,
+                           **KINDS[kind][2])  # fmt: skip
+    lengths = torch.tensor([2, 3, 1])
+    x = torch.randn(3, 3, 2, dtype=torch.float64, requires_grad=True)
+    weights = list(layer.parameters())
+
+    def run(x, *params):
+        with torch.nn.utils.stateless._reparametrize_module(
+            layer, dict(zip([n for n, _ in layer.named_parameters()], params, strict=True))
+        ):
+            out, state = layer(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        h = state[0] if isinstance(state, tuple) else state
+        return out.data, h
+
+    assert torch.autograd.gradcheck(run, (x, *weights))
+
+
+def test_packed_batch_first_is_ignored_as_in_torch():
+    torch.manual_seed(0)
+    first = rc.GRU(I, H, batch_first=True, dtype=torch.float64)
+    second = rc.GRU(I, H, dtype=torch.float64)
+    second.load_state_dict(first.state_dict())
+    _, packed = packed_input(LENGTHS[False], True, False, torch.device("cpu"))
+    torch.testing.assert_close(first(packed)[0].data, second(packed)[0].data, atol=0, rtol=0)
+
+
+# --- the same exceptions as torch.nn --------------------------------------------------------
+
+PAIRS = {"rnn": (rc.RNN, nn.RNN), "lstm": (rc.LSTM, nn.LSTM), "gru": (rc.GRU, nn.GRU)}
+
+
+def _state(cls, *shape, **kw):
+    """A state of ``shape`` for ``cls`` (a pair for an LSTM)."""
+    h = torch.zeros(shape, **kw)
+    return (h, h.clone()) if cls in (rc.LSTM, nn.LSTM) else h
+
+
+# name → (the layers it applies to, the misuse given a layer class)
+MISUSES = {
+    "input_size < 1": (PAIRS, lambda cls: cls(input_size=-1, hidden_size=H)),
+    "hidden_size 0": (PAIRS, lambda cls: cls(I, 0)),
+    "num_layers float": (PAIRS, lambda cls: cls(I, H, num_layers=2.0)),
+    "dropout > 1": (PAIRS, lambda cls: cls(I, H, dropout=1.5)),
+    "dropout < 0": (PAIRS, lambda cls: cls(I, H, dropout=-0.1)),
+    "integer dtype": (PAIRS, lambda cls: cls(I, H, dtype=torch.int64)),
+    "nonlinearity": (["rnn"], lambda cls: cls(I, H, nonlinearity="sigmoid")),
+    "input a list": (PAIRS, lambda cls: cls(I, H)([[0.0] * I])),
+    "input int64": (PAIRS, lambda cls: cls(I, H)(torch.zeros(T, N, I, dtype=torch.int64))),
+    "input size": (PAIRS, lambda cls: cls(I, H)(torch.zeros(T, N, I + 4))),
+    "input 4-D": (PAIRS, lambda cls: cls(I, H)(torch.zeros(1, T, N, I))),
+    "input L = 0": (PAIRS, lambda cls: cls(I, H)(torch.zeros(0, N, I))),
+    "input float64": (PAIRS, lambda cls: cls(I, H)(torch.zeros(T, N, I, dtype=torch.float64))),
+    "batch_first size": (PAIRS, lambda cls: cls(I, H, batch_first=True)(torch.zeros(N, T, I + 1))),
+    "hx shape": (
+        PAIRS,
+        lambda cls: cls(I, H, num_layers=2)(torch.zeros(T, N, I), _state(cls, 1, N, H)),
+    ),
+    "hx batched, input not": (
+        ["rnn", "gru"],
+        lambda cls: cls(I, H, num_layers=2)(torch.zeros(T, I), torch.zeros(2, N, H)),
+    ),
+    "hx float64": (
+        ["rnn", "gru"],
+        lambda cls: cls(I, H)(torch.zeros(T, N, I), torch.zeros(1, N, H, dtype=torch.float64)),
+    ),
+    "hx a tuple": (
+        ["rnn", "gru"],
+        lambda cls: cls(I, H)(torch.zeros(T, N, I), (torch.zeros(1, N, H),)),
+    ),
+    "lstm hx one tensor": (
+        ["lstm"],
+        lambda cls: cls(I, H)(torch.zeros(T, N, I), torch.zeros(1, N, H)),
+    ),
+    "lstm c_0 shape": (
+        ["lstm"],
+        lambda cls: cls(I, H)(torch.zeros(T, N, I), (torch.zeros(1, N, H), torch.zeros(1, 3, H))),
+    ),
+    "devices differ": (PAIRS, lambda cls: cls(I, H, device="meta")(torch.zeros(T, N, I))),
+    # torch.nn.LSTM checks neither a packed input's size (without an initial state) nor the
+    # initial state of a packed input: the package raises for both
+    "packed input size": (
+        ["rnn", "gru"],
+        lambda cls: cls(I, H)(pack_padded_sequence(torch.zeros(T, N, I + 1), torch.full((N,), T))),
+    ),
+    "packed hx batch": (
+        ["rnn", "gru"],
+        lambda cls: cls(I, H)(
+            pack_padded_sequence(torch.zeros(T, N, I), torch.full((N,), T)),
+            _state(cls, 1, N + 1, H),
+        ),
+    ),
+}
+
+
+def misuse_cases():
+    for name, (kinds, misuse) in MISUSES.items():
+        for kind in kinds:
+            yield pytest.param(kind, misuse, id=f"{kind}-{name}")
+
+
+@pytest.mark.parametrize(("kind", "misuse"), list(misuse_cases()))
+def test_each_misuse_raises_torch_nn_s_exception_type(kind, misuse):
+    """The package's exception is an instance of the type torch.nn raises, so that an
+    ``except`` written for torch.nn catches it (the package's own type is kept too)."""
+    ours_cls, torch_cls = PAIRS[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.nn's deprecations are not the subject here
+        with pytest.raises(Exception) as theirs:
+            misuse(torch_cls)
+        with pytest.raises(Exception) as ours:
+            misuse(ours_cls)
+    assert isinstance(ours.value, type(theirs.value)), (type(ours.value), type(theirs.value))
+
+
+def test_lstm_checks_what_torch_nn_does_not_for_packed_input():
+    """torch.nn.LSTM leaves a packed input's initial state unchecked; the package does not."""
+    layer = rc.LSTM(I, H)
+    packed = pack_padded_sequence(torch.zeros(T, N, I), torch.full((N,), T))
+    state = (torch.zeros(1, N + 1, H), torch.zeros(1, N + 1, H))
+    with raises(RuntimeError, "h_0 must have shape (D·num_layers, N, H) = (1, 2, 4)"):
+        layer(packed, state)
+
+
+# --- compilation is a stored option ---------------------------------------------------------
+
+COMPILED: list[object] = []
+
+
+def counting_backend(graph_module, example_inputs):
+    """A torch.compile backend that records each graph it gets and runs it as traced."""
+    COMPILED.append(graph_module)
+    return graph_module.forward
+
+
+def test_compile_time_loop_stores_an_option_and_patches_no_method():
+    layer = rc.GRU(I, H)
+    assert layer.compile_time_loop(backend="aot_eager", dynamic=False) is layer
+    assert layer._compile_options == {"backend": "aot_eager", "dynamic": False}
+    assert "_direction" not in vars(layer)  # the method is the class's, not a patched one
+    assert list(layer.state_dict()) == list(nn.GRU(I, H).state_dict())
+
+
+def compiled_and_eager(kind, seed=0):
+    torch.manual_seed(seed)
+    eager = KINDS[kind][0](I, H, bidirectional=True, dtype=torch.float64, **KINDS[kind][2])
+    compiled = copy.deepcopy(eager).compile_time_loop(backend=counting_backend)
+    return compiled, eager
+
+
+def outputs_and_grads(layer, x):
+    x = x.detach().requires_grad_()
+    out, _ = layer(pack_padded_sequence(x, torch.tensor([3, 1, 2]), enforce_sorted=False))
+    grads = torch.autograd.grad(out.data.square().sum(), [x, *layer.parameters()])
+    return [out.data, *grads]
+
+
+def assert_same_as_eager(compiled, eager, x):
+    """Outputs and gradients equal; with ``torch.compiler.reset()`` first, a call that runs
+    its loop compiled must hand the backend a new graph."""
+    for a, b in zip(outputs_and_grads(compiled, x), outputs_and_grads(eager, x), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.slow  # dynamo traces the unrolled loop: seconds
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_compiled_layer_survives_save_and_load(kind, tmp_path):
+    compiled, eager = compiled_and_eager(kind)
+    x = torch.randn(3, 3, I, dtype=torch.float64)
+    assert_same_as_eager(compiled, eager, x)  # compiles (and so is made) before saving
+    torch.save(compiled, tmp_path / "layer.pt")
+    loaded = torch.load(tmp_path / "layer.pt", weights_only=False)
+    assert loaded._compile_options == {"backend": counting_backend}
+    torch.compiler.reset()
+    before = len(COMPILED)
+    assert_same_as_eager(loaded, eager, x)
+    assert len(COMPILED) > before  # the loaded layer runs its loop compiled
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_deep_copy_of_a_compiled_layer_compiles_its_own_loop(kind):
+    compiled, eager = compiled_and_eager(kind)
+    x = torch.randn(3, 3, I, dtype=torch.float64)
+    assert_same_as_eager(compiled, eager, x)
+    twin = copy.deepcopy(compiled)
+    assert twin._compile_options == compiled._compile_options
+    assert "_compiled_loop" not in vars(twin)  # made on its first call, bound to the copy
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.mul_(0.5)
+        for p in eager.parameters():
+            p.mul_(0.5)
+    torch.compiler.reset()
+    before = len(COMPILED)
+    assert_same_as_eager(twin, eager, x)
+    assert len(COMPILED) > before
+    assert vars(twin)["_compiled_loop"] is not vars(compiled)["_compiled_loop"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_compiled_layer_state_dict_round_trips(kind):
+    compiled, eager = compiled_and_eager(kind)
+    reference = KINDS[kind][1](I, H, bidirectional=True, dtype=torch.float64)
+    reference.load_state_dict(compiled.state_dict())  # the keys are torch.nn's
+    torch.manual_seed(5)
+    other = KINDS[kind][0](I, H, bidirectional=True, dtype=torch.float64)
+    compiled.load_state_dict(other.state_dict())
+    eager.load_state_dict(other.state_dict())
+    assert compiled._compile_options == {"backend": counting_backend}
+    torch.compiler.reset()
+    before = len(COMPILED)
+    assert_same_as_eager(compiled, eager, torch.randn(3, 3, I, dtype=torch.float64))
+    assert len(COMPILED) > before
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_lstm_large_step_paths_match_torch(monkeypatch, packed):
+    """Steps of many state entries write their factors as they go and compute tanh(c) by a
+    sigmoid; with the thresholds at 0 the small test sizes take those paths."""
+    monkeypatch.setattr(lstm_loop_module, "PER_STEP_FACTORS", 0)
+    monkeypatch.setattr(lstm_loop_module, "TANH_BY_SIGMOID", 0)
+    ours, ref = make_pair("lstm", "torch", torch.device("cpu"), torch.float64, num_layers=2,
+                          bidirectional=True)  # fmt: skip
+    gen = torch.Generator().manual_seed(14)
+    if packed:
+        results = []
+        for layer in (ours, ref):
+            x, p = packed_input(LENGTHS[False], False, False, torch.device("cpu"))
+            out, (h, c) = layer(p)
+            loss = out.data.square().sum() + h.sum() + 2 * c.sum()
+            results.append([out.data, h, c, *torch.autograd.grad(loss, [x, *layer.parameters()])])
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    else:
+        x = torch.randn(T, N, I, generator=gen, dtype=torch.float64).requires_grad_()
+        hx = random_state("lstm", (4, N, H), "cpu", torch.float64, gen)
+        assert_parity(ours, ref, x, hx, TOL[torch.float64])

@@ -42,12 +42,16 @@ ROOT = Path(__file__).resolve().parents[1]
 STUDENT_FILES = {"selfcheck.py", "public_checks.json", "nbgrader_config.py"}
 VENV_BIN = Path(sys.executable).parent
 
-#: Every backward function's gradient-check cell and the names it prints a relative error for.
+#: Every backward function's gradient-check cell and the names it prints a relative error for
+#: (a parameter, or a parameter and a gate block as "name/block").
 GRADIENT_CHECKS = {
     "rnn_bptt": {
-        "rnn_step_backward": ["dx", "dh_prev", "dWx", "dWh", "db"],
-        "rnn_backward": ["dx", "dh0", "dWx", "dWh", "db"],
+        "rnn_step_backward": ["x", "h_prev", "Wx", "Wh", "b"],
+        "rnn_backward": ["x", "h0", "Wx", "Wh", "b"],
         "grad_norms_through_time": ["from rnn_backward", "numerical"],
+        "embedding_backward": ["W"],
+        "softmax_cross_entropy": ["scores"],
+        "char_lm_loss": ["W_embed", "Wx", "Wh", "b", "W_out", "b_out"],
     },
     "gated_cells": {
         "lstm_step_backward": ["dx", "dh_prev", "dc_prev", "dWx", "dWh", "db"],
@@ -73,17 +77,32 @@ GRADIENT_CHECKS = {
         "highway_backward": ["dx", "dW_h", "db_h", "dW_t", "db_t"],
     },
 }
-#: A line of ``gradient_errors``'s table: the gradient, its gate block if any, the error.
-TABLE_LINE = re.compile(r"^(\w+)\s+(?:(\w+)\s+)?(\d\.\d+e[+-]\d+)(?:\s+<-- check this)?$", re.M)
+#: A line of ``gradient_errors``'s table, or a ``name: relative error e`` line.
+TABLE_LINE = re.compile(r"^(\w+) +(\w*) +(\d\.\d+e[+-]\d+)(?:  <-- check this)?$", re.M)
+NAMED_LINE = re.compile(r"^\s*([\w ]+?):\s+relative error (\S+)$", re.M)
+
+
+def printed_errors(text: str) -> dict[str, float]:
+    """The relative errors a gradient-check cell printed, by name (or name/block)."""
+    table = {f"{n}/{b}" if b else n: float(e) for n, b, e in TABLE_LINE.findall(text)}
+    return table or {name: float(e) for name, e in NAMED_LINE.findall(text)}
+
+
 #: Arguments whose description is not ``name (shape)``: a phrase that states it instead.
 STATED_OTHERWISE = {
     "grads": "a dict from names to gradient arrays of any shapes",
-    "max_norm": "a float `max_norm > 0`",
+    "max_norm": "a float `max_norm > 0`",  # in clip_grad_norm's and train_char_lm's text
     "params_fwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
     "params_bwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
     "h0s": "initial states `(N, H_ℓ)`",
     "layers": "`(Wx (H_{ℓ-1}, H_ℓ), Wh (H_ℓ, H_ℓ), b (H_ℓ,))`",
     "residual": "`residual=True`",
+    "params": "a dict of six arrays",
+    "data": "an integer array of character ids",
+    "steps": "`steps` (an int",
+    "seq_len": "`seq_len` (an int",
+    "batch_size": "`batch_size` (an int",
+    "lr": "`lr` (a float",
 }
 
 BLOCKER = """
@@ -230,9 +249,9 @@ def test_released_notebook_completes_without_torch(assignment: str, tmp_path: Pa
     for name, grads in GRADIENT_CHECKS[assignment].items():
         (cell,) = _gradient_check_cells(executed.cells, name)
         text = "".join(o.get("text", "") for o in cell.outputs)
-        errors = _printed_errors(text)
+        errors = printed_errors(text)
         assert list(errors) == grads, (name, text)
-        assert all(float(e) < 1e-7 for e in errors.values()), (name, text)
+        assert all(e < 1e-7 for e in errors.values()), (name, text)
         if name == "birnn_backward":
             assert "largest |dx| at a padded step: 0.0" in text, text
     setup = next(c for c in executed.cells if "from selfcheck import" in c.source)
@@ -280,9 +299,10 @@ def test_a_failing_check_shows_its_message_without_the_checkers_frames(tmp_path:
         timeout=600,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
     )
-    assert "HINT:" in done.stdout
-    message = [ln for ln in done.stdout.splitlines() if ln.startswith("    ")]
-    assert message and not any(ln.endswith("...") for ln in message), done.stdout
+    (block,) = [b for b in done.stdout.split("=" * 20) if 'check("rnn_forward")' in b]
+    assert "HINT:" in block
+    message = [ln for ln in block.splitlines() if ln.startswith("    ")]
+    assert message and not any(ln.endswith("...") for ln in message), block
 
 
 def test_setup_bench_measures_both_setups(tmp_path: Path) -> None:
@@ -304,23 +324,15 @@ def _plain(cell: dict) -> bool:
     return not cell.get("metadata", {}).get("nbgrader")
 
 
-def _printed_errors(text: str) -> dict[str, str]:
-    """The relative errors a gradient-check cell printed, by gradient: the lines of
-    ``gradient_errors``'s table (``name`` or ``name/block``), else ``name: relative error e``
-    lines."""
-    table = {f"{n}/{b}" if b else n: e for n, b, e in TABLE_LINE.findall(text)}
-    return table or dict(re.findall(r"^\s*([\w ]+?):\s+relative error (\S+)$", text, re.M))
-
-
 def test_the_gradient_table_is_read_per_gradient_and_block() -> None:
     table = selfcheck.gradient_errors(
         {"dx": np.ones(2), "dWh": np.ones((2, 4))},
         {"dx": np.ones(2), "dWh": np.concatenate([np.ones((2, 2)), np.zeros((2, 2))], axis=1)},
         {"dWh": ["u", "r"]},
     )
-    errors = _printed_errors(table + "\nlargest |dx| at a padded step: 0.0\n")
+    errors = printed_errors(table + "\nlargest |dx| at a padded step: 0.0\n")
     assert list(errors) == ["dx", "dWh/u", "dWh/r"]
-    assert float(errors["dWh/r"]) == 1.0 and float(errors["dx"]) == 0.0
+    assert errors["dWh/r"] == 1.0 and errors["dx"] == 0.0
 
 
 def _gradient_check_cells(cells: list, name: str) -> list:
@@ -344,11 +356,7 @@ def _gradient_check_cells(cells: list, name: str) -> list:
 
 @pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
 def test_every_backward_function_has_a_gradient_check_cell(assignment: str) -> None:
-    backward = [
-        n
-        for n in registry.ASSIGNMENTS[assignment]
-        if n.endswith("_backward") or n == "grad_norms_through_time"
-    ]
+    backward = [n for n in registry.ASSIGNMENTS[assignment] if registry.get(n).cost]
     assert sorted(backward) == sorted(GRADIENT_CHECKS[assignment])
     cells = _released(assignment).cells
     for name in backward:
@@ -406,28 +414,35 @@ def test_clipping_rule_matches_the_contract_and_names_the_book_s_variants() -> N
 
 
 @pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
-def test_written_questions_show_a_rubric_with_their_points(assignment: str) -> None:
+def test_written_questions_say_what_is_assessed_and_keep_the_rubric_for_instructors(
+    assignment: str,
+) -> None:
+    """Students see the points, what is assessed and a length guide; the rubric, one line
+    per point, and the model answer are in the solution's answer cell only."""
     cells = _released(assignment).cells
+    solution = fx.load(fx.solution_path(ROOT, assignment))["cells"]
     answers = [c for c in cells if (fx.grade_id(c) or "").startswith("written_")]
     answers = [c for c in answers if not fx.grade_id(c).endswith("_question")]
     assert answers
+    released_text = " ".join(c["source"] for c in cells)
+    assert "Rubric" not in released_text and "Model answer" not in released_text
     for answer in answers:
-        question = next(c for c in cells if fx.grade_id(c) == f"{fx.grade_id(answer)}_question")
+        gid = fx.grade_id(answer)
+        question = next(c for c in cells if fx.grade_id(c) == f"{gid}_question")
         points = answer["metadata"]["nbgrader"]["points"]
         text = question["source"]
-        assert f"**Question ({points} points).**" in text, fx.grade_id(answer)
-        rubric = re.search(
-            r"\*Rubric \(graded by hand; (\d+)–(\d+) sentences\)\.\*(.*)", text, re.S
-        )
-        assert rubric, f"{fx.grade_id(answer)}: no rubric with a length guide"
-        # one line per point, and the points add up to the question's
-        items = re.findall(r"^(\d+) points?:", rubric[3], re.M)
-        assert sum(map(int, items)) == points, (fx.grade_id(answer), items)
+        assert f"**Question ({points} points).**" in text, gid
+        assert re.search(r"\*Assessed \(.*?; (\d+) to (\d+) sentences\):\*", text, re.S), gid
+        key = fx.source(next(c for c in solution if fx.grade_id(c) == gid))
+        rubric = re.search(r"\*Rubric \(instructor's copy\)\.\*(.*?)\*Model answer", key, re.S)
+        assert rubric, f"{gid}: the solution has no rubric before its model answer"
+        items = re.findall(r"(\d+) points?:", rubric[1])
+        assert sum(map(int, items)) == points, (gid, items)
 
 
 def test_model_answers_and_detailed_rubrics_stay_in_the_solutions() -> None:
-    """deep_birnn's written answers hold a model answer and a detailed rubric in solutions/;
-    the released question shows what is assessed and the points, never either of them."""
+    """deep_birnn's written answers hold the rubric and a model answer in solutions/; the
+    released answer cell is empty and no line of either reaches the released notebook."""
     source = fx.load(fx.solution_path(ROOT, "deep_birnn"))
     answers = {
         fx.grade_id(c): fx.source(c)
@@ -438,7 +453,8 @@ def test_model_answers_and_detailed_rubrics_stay_in_the_solutions() -> None:
     released = _released("deep_birnn").cells
     text = "\n".join(c["source"] for c in released)
     for gid, answer in answers.items():
-        assert "**Model answer.**" in answer and "**Detailed rubric (for graders).**" in answer
+        assert answer.lstrip().startswith("*Rubric (instructor's copy).*"), gid
+        assert "*Model answer.*" in answer, gid
         (cell,) = [c for c in released if fx.grade_id(c) == gid]
         assert cell["source"].strip() == "YOUR ANSWER HERE", gid
         leaked = [ln for ln in answer.splitlines() if len(ln) > 40 and ln in text]
@@ -535,3 +551,12 @@ def test_validate_in_the_released_folder_is_quiet(tmp_path: Path) -> None:
     )
     assert "Success! Your notebook passes all the tests." in done.stdout, done.stdout[-2000:]
     assert done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("assignment", fx.ASSIGNMENTS)
+def test_assignment_page_names_every_graded_function(assignment: str) -> None:
+    """The book's assignment page and the registry are one contract: same functions."""
+    page = (ROOT / "book" / "assignments" / f"{assignment}.md").read_text()
+    named = set(re.findall(r"`(\w+)`", page))
+    missing = [n for n in registry.ASSIGNMENTS[assignment] if n not in named]
+    assert not missing, f"{assignment}: the page does not name {missing}"

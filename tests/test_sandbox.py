@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -322,42 +323,60 @@ print(json.dumps({{"p": p.tolist(), "escaped": escaped, "missing": report.missin
 """
 
 
-def _as_nobody(code: str) -> list[str]:
-    """A command running ``python -c code`` as uid/gid 65534 (plain, when not root)."""
+def _hidden_parents(paths: list[Path]) -> dict[Path, set[str]]:
+    """Directories that user 65534 cannot enter, each with the entries below it we need.
+
+    For every path, its highest ancestor without the "others may enter" bit hides it (a
+    clone in ``mktemp -d``, an interpreter under ``/root``); the first component below that
+    ancestor is what must stay visible.
+    """
+    import os
+
+    hidden: dict[Path, set[str]] = {}
+    for path in paths:
+        path = path.resolve()
+        blocker = next(
+            (d for d in reversed(path.parents) if d != Path("/") and not os.stat(d).st_mode & 1),
+            None,
+        )
+        if blocker is not None and blocker != path:
+            hidden.setdefault(blocker, set()).add(path.relative_to(blocker).parts[0])
+    # a hidden directory below another one is reached through the outer one's re-bind
+    return {d: keep for d, keep in hidden.items() if not any(o in d.parents for o in hidden)}
+
+
+def _as_nobody(code: str, paths: list[Path] | None = None) -> list[str]:
+    """A command running ``python -c code`` as uid/gid 65534 (plain, when not root).
+
+    Wherever the interpreter, the clone (``sys.path``) and ``paths`` live, user 65534 must
+    be able to read them: in a private mount namespace, a world-readable tmpfs is laid over
+    each directory it cannot enter, with the entries the run needs bound back in place.
+    Nothing on the host changes.
+    """
     import os
 
     py = [sys.executable, "-c", code]
     if os.getuid() != 0:
         return py
-    # The interpreter may live under a directory only root can enter (e.g. /root): in a
-    # private mount namespace, lay a world-readable tmpfs over it with the path re-bound.
-    base = Path(sys.base_prefix).resolve()
-    hidden = next(
-        (d for d in reversed(base.parents) if d != Path("/") and not os.stat(d).st_mode & 0o001),
-        None,
-    )
+    needed = [Path(sys.base_prefix), Path(sys.executable).parent]
+    needed += [Path(p) for p in sys.path if p and Path(p).exists()]
+    hidden = _hidden_parents(needed + list(paths or []))
     drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *py]
-    if hidden is None:
+    if not hidden:
         return drop
-    keep = base.relative_to(hidden).parts[0]
-    script = (
-        'set -e; t=$(mktemp -d); mount --bind "$1/$2" "$t"; '
-        'mount -t tmpfs -o mode=0755 tmpfs "$1"; mkdir "$1/$2"; mount --bind "$t" "$1/$2"; '
-        'shift 2; exec "$@"'
-    )
-    return [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        str(hidden),
-        keep,
-        *drop,
-    ]
+    script = ["set -e"]
+    for k, (directory, keep) in enumerate(sorted(hidden.items())):
+        d = shlex.quote(str(directory))
+        names = [(shlex.quote(n), "mkdir" if (directory / n).is_dir() else "touch") for n in keep]
+        script.append(f"t{k}=$(mktemp -d)")  # the needed entries, bound aside first
+        for i, (name, make) in enumerate(names):
+            script += [f'{make} "$t{k}/{i}"', f'mount --bind {d}/{name} "$t{k}/{i}"']
+        script.append(f"mount -t tmpfs -o mode=0755 tmpfs {d}")
+        for i, (name, make) in enumerate(names):
+            script += [f"{make} {d}/{name}", f'mount --bind "$t{k}/{i}" {d}/{name}']
+    script.append('exec "$@"')
+    shell = ["sh", "-c", "; ".join(script), "sh"]
+    return ["unshare", "--mount", "--propagation", "private", *shell, *drop]
 
 
 def test_grading_as_an_ordinary_user_works_or_says_what_is_missing():
@@ -368,7 +387,13 @@ def test_grading_as_an_ordinary_user_works_or_says_what_is_missing():
     code = AS_USER.format(fixtures=str(FIXTURES), drivers=str(DRIVERS))
     env = {**os.environ, "HOME": "/tmp", "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(
-        _as_nobody(code), capture_output=True, text=True, timeout=120, env=env, cwd="/", check=False
+        _as_nobody(code, [FIXTURES]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd="/",
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])

@@ -2,14 +2,11 @@
 
 The corpus is the English text of the book's pages with code cells, math, MyST directives
 and roles, tables and markup removed, one paragraph per line. It is *frozen*: the file
-``rnn_course/language/data/book_corpus.txt`` is written once by
-
-.. code-block:: console
-
-    python -m rnn_course.language.corpus freeze          # reads book/*.md, writes the file
-
+``rnn_course/language/data/book_corpus.txt`` is written by the repository's script
+``scripts/freeze_corpus.py`` (which parses the pages with markdown-it-py, as MyST does)
 and versioned with the package, so that results do not drift when a page changes. Loading
 never touches the book. Every tenth paragraph is validation text, the rest training text.
+``python -m rnn_course.language.corpus`` prints the sizes of the corpus and its split.
 
 Truncated backpropagation through time (:class:`TBPTTBatches`) cuts the training text into
 ``N`` contiguous streams, one per batch row, and walks along them ``k`` characters at a
@@ -19,9 +16,6 @@ its state from one batch to the next and cut only the graph.
 
 from __future__ import annotations
 
-import argparse
-import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,160 +27,7 @@ from rnn_course.validation import expect_positive_int
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CORPUS_PATH = DATA_DIR / "book_corpus.txt"
-# pages without running prose (API listing, bibliography) and this corpus's own chapter
-EXCLUDED_PAGES = ("api.md", "bibliography.md", "11_language.md")
 VALID_EVERY = 10  # paragraph i is validation text when i % VALID_EVERY == VALID_EVERY - 1
-# directives whose body is prose; every other directive (code cells, includes, math,
-# figures) is dropped with its body
-PROSE_DIRECTIVES = frozenset(
-    {
-        "admonition",
-        "attention",
-        "caution",
-        "exercise",
-        "hint",
-        "important",
-        "note",
-        "seealso",
-        "solution",
-        "tip",
-        "warning",
-    }
-)
-# characters that may remain; everything else is mapped (below) or dropped
-ALLOWED = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'\"()-/%+\n"
-)
-REPLACEMENTS = {
-    "—": " - ",
-    "–": "-",
-    "’": "'",
-    "‘": "'",
-    "“": '"',
-    "”": '"',
-    "…": "...",
-    "×": "x",
-    "≈": "about",
-    "→": "to",
-    "≤": "at most",
-    "≥": "at least",
-}
-
-_FENCE = re.compile(r"^\s*(`{3,}|:{3,})\s*(\{([\w:-]+)\})?(.*)$")
-_DISPLAY_MATH = re.compile(r"\$\$.*?\$\$(\s*\([\w:.-]+\))?", re.DOTALL)
-_INLINE_MATH = re.compile(r"\$[^$\n]+\$")
-_ROLE = re.compile(r"\{[\w:-]+\}`[^`]*`")
-_INLINE_CODE = re.compile(r"`[^`]*`")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_LATEX_ENV = re.compile(r"\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.DOTALL)
-_HTML = re.compile(r"<!--.*?-->|<[^>\n]+>", re.DOTALL)
-
-
-def _prose_lines(markdown: str) -> list[str]:
-    """The lines of a MyST page outside code, non-prose directives and front matter."""
-    lines = markdown.splitlines()
-    if lines and lines[0].strip() == "---":  # YAML front matter
-        end = next((i for i, ln in enumerate(lines[1:], 1) if ln.strip() == "---"), 0)
-        lines = lines[end + 1 :]
-    kept: list[str] = []
-    stack: list[tuple[str, bool]] = []  # open fences: (fence, keep body)
-    in_math = False  # inside a display-math block that spans lines
-    for line in lines:
-        if in_math or line.strip().startswith("$$"):
-            if in_math or line.count("$$") == 1:
-                in_math = in_math != ("$$" in line)  # a closing $$ ends the block
-            kept.append("")  # display math separates paragraphs; its lines are dropped
-            continue
-        match = _FENCE.match(line)
-        if match and stack and match.group(1).startswith(stack[-1][0]) and not line.strip("`: \t"):
-            stack.pop()
-            kept.append("")
-            continue
-        if match and not (stack and not stack[-1][1]):
-            name = match.group(3)
-            stack.append((match.group(1), name in PROSE_DIRECTIVES))
-            kept.append("")
-            continue
-        if match and stack and not stack[-1][1] and match.group(2):
-            stack.append((match.group(1), False))  # a directive nested in dropped text
-            continue
-        if stack and not stack[-1][1]:
-            continue
-        if stack and re.match(r"^\s*:[\w-]+:", line):  # a directive's option line
-            continue
-        kept.append(line)
-    return kept
-
-
-def _clean_paragraph(text: str) -> str:
-    text = _DISPLAY_MATH.sub(" ", text)
-    text = _LATEX_ENV.sub(" ", text)
-    text = _INLINE_MATH.sub("", text)
-    text = _ROLE.sub("", text)
-    text = _INLINE_CODE.sub("", text)
-    text = _LINK.sub(r"\1", text)
-    text = _HTML.sub(" ", text)
-    for old, new in REPLACEMENTS.items():
-        text = text.replace(old, new)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if ch in ALLOWED or ch == "\t")
-    text = re.sub(r"\s+", " ", text).strip()
-    text = re.sub(r"\(\s*[,;]?\s*\)", "", text)  # brackets emptied by removed math or code
-    text = re.sub(r"\s+([.,;:!?)])", r"\1", text)
-    text = re.sub(r"([,;:])(\s*[,;:])+", r"\1", text)  # lists of removed symbols
-    text = re.sub(r"\(\s+", "(", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    return text
-
-
-def markdown_to_prose(markdown: str) -> list[str]:
-    """The paragraphs of English prose in one MyST Markdown page, markup removed."""
-    paragraphs: list[str] = []
-    block: list[str] = []
-
-    def flush() -> None:
-        if block:
-            text = _clean_paragraph(" ".join(block))
-            if sum(ch.isalpha() for ch in text) >= 3:
-                paragraphs.append(text)
-            block.clear()
-
-    for line in _prose_lines(markdown):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("|") or re.match(r"^\([\w:.-]+\)=$", stripped):
-            flush()  # blank line, table row or target label
-            continue
-        if stripped.startswith("#"):  # a heading is a paragraph of its own
-            flush()
-            block.append(stripped.lstrip("#"))
-            flush()
-            continue
-        item = re.match(r"^([-*+]|\d+\.)\s+(.*)$", stripped)
-        if item:  # a list item starts a new paragraph
-            flush()
-            stripped = item.group(2)
-        block.append(stripped.lstrip("> "))
-    flush()
-    return paragraphs
-
-
-def book_pages(book_dir: Path) -> list[Path]:
-    """The pages that go into the corpus, in name order."""
-    return [p for p in sorted(book_dir.glob("*.md")) if p.name not in EXCLUDED_PAGES]
-
-
-def build_corpus(pages: Iterable[Path]) -> str:
-    """The corpus text of ``pages``: one paragraph per line, ending with a newline."""
-    paragraphs = [par for page in pages for par in markdown_to_prose(page.read_text())]
-    return "\n".join(paragraphs) + "\n"
-
-
-def freeze(book_dir: Path, out: Path = CORPUS_PATH) -> str:
-    """Write the corpus of ``book_dir`` to ``out`` and return it."""
-    text = build_corpus(book_pages(book_dir))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="ascii")
-    return text
 
 
 def load_corpus(path: Path = CORPUS_PATH) -> str:
@@ -289,24 +130,13 @@ def random_windows(ids: Tensor, batch_size: int, length: int, seed: int) -> tupl
     return windows[:, :-1], windows[:, 1:]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m rnn_course.language.corpus freeze [--book DIR] [--out FILE]``."""
-    parser = argparse.ArgumentParser(prog="python -m rnn_course.language.corpus")
-    commands = parser.add_subparsers(dest="command", required=True)
-    cmd = commands.add_parser("freeze", help="rewrite the frozen corpus from the book's pages")
-    cmd.add_argument("--book", type=Path, default=Path("book"), help="folder of the pages")
-    cmd.add_argument("--out", type=Path, default=CORPUS_PATH, help="corpus file to write")
-    commands.add_parser("stats", help="sizes of the frozen corpus and its split")
-    args = parser.parse_args(argv)
-    if args.command == "freeze":
-        text = freeze(args.book, args.out)
-        print(f"wrote {len(text)} characters, {text.count(chr(10))} paragraphs to {args.out}")
-    else:
-        text = load_corpus()
-        train, valid = split_corpus(text)
-        vocab = Vocabulary.from_text(text)
-        print(f"{len(text)} characters, vocabulary {len(vocab)}; ", end="")
-        print(f"train {len(train)}, validation {len(valid)}")
+def main() -> None:
+    """``python -m rnn_course.language.corpus``: the sizes of the frozen corpus and its split."""
+    text = load_corpus()
+    train, valid = split_corpus(text)
+    vocab = Vocabulary.from_text(text)
+    print(f"{len(text)} characters, vocabulary {len(vocab)}; ", end="")
+    print(f"train {len(train)}, validation {len(valid)}")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnn_course.bptt import detach_state
 from rnn_course.language.corpus import TBPTTBatches, random_windows
-from rnn_course.training import optimizer_step
+from rnn_course.training import OPTIMIZERS, batch_seed, make_optimizer, optimizer_step
 from rnn_course.validation import expect_choice, expect_positive_int
 
 LN2 = math.log(2.0)
@@ -36,7 +36,7 @@ class LMConfig:
         expect_positive_int("batch_size", self.batch_size)
         expect_positive_int("bptt", self.bptt)
         expect_choice("batches", self.batches, ("tbptt", "windows"))
-        expect_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        expect_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ValueError(f"clip_norm must be None or positive, got {self.clip_norm!r}")
         if not self.lr > 0:
@@ -52,15 +52,6 @@ class LMHistory:
     grad_norm: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
     valid_bpc: list[float] = field(default_factory=list)
-
-
-def detach_state(state: Any) -> Any:
-    """Cut the graph behind a layer's state (a tensor or a tuple of tensors)."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
 
 
 @torch.no_grad()
@@ -97,10 +88,7 @@ def train_char_lm(
         the last step, if ``valid_ids`` is given.
     """
     torch.manual_seed(config.seed)
-    if config.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.optimizer, config.lr)
     params = [p for p in model.parameters() if p.requires_grad]
     stream = (
         TBPTTBatches(train_ids, config.batch_size, config.bptt)
@@ -115,7 +103,7 @@ def train_char_lm(
             inputs, targets, restart = stream.for_step(step)
             state = None if restart else detach_state(state)
         else:
-            seed = 1_000_003 * config.seed + step
+            seed = batch_seed(config.seed, step)
             inputs, targets = random_windows(train_ids, config.batch_size, config.bptt, seed)
             state = None
         logits, state = model(inputs, state)  # (N, k, V)

@@ -5,9 +5,9 @@
 :class:`~rnn_grader.autograde.preprocessor.TrustedExecute` and ``SaveAutoGrades`` by
 :class:`~rnn_grader.autograde.regrade.KeepManualGrades` (a regrade keeps manual grades
 graded), keeps every other preprocessor, puts
-:class:`~rnn_grader.autograde.sanitize.GradebookCells` first in the sanitize pass, reads
+:class:`~rnn_grader.autograde.guard.GradebookCells` first in the sanitize pass, reads
 notebooks through
-:class:`~rnn_grader.autograde.sanitize.GuardedNotebookExporter` (size limit before
+:class:`~rnn_grader.autograde.guard.GuardedNotebookExporter` (size limit before
 parsing; a notebook's errors stay that student's) and turns on
 ``OverwriteCells.add_missing_cells``. ``nbgrader collect`` (JupyterHub exchange) uses
 :class:`~rnn_grader.autograde.exchange.HardenedExchangeCollect`.
@@ -37,9 +37,9 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
     from nbgrader.converters.autograde import Autograde
     from nbgrader.preprocessors import Execute, SaveAutoGrades
 
+    from rnn_grader.autograde.guard import GradebookCells, GuardedNotebookExporter
     from rnn_grader.autograde.preprocessor import TrustedExecute
     from rnn_grader.autograde.regrade import KeepManualGrades
-    from rnn_grader.autograde.sanitize import GradebookCells, GuardedNotebookExporter
 
     if "Autograde" in c and "autograde_preprocessors" in c.Autograde:
         current = list(c.Autograde.autograde_preprocessors)

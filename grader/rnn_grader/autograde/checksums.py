@@ -12,20 +12,24 @@ Two kinds of noise made every honest submission look tampered with:
 - SQLAlchemy's ``SAWarning: Object of type <SubmittedAssignment> not in session`` from
   nbgrader's ``Gradebook.add_submission`` under SQLAlchemy 2 (the objects are added to
   the session right after; the warning is about the order, not lost data).
-  :func:`silence_gradebook_warnings` filters exactly those messages.
+  :func:`quiet_gradebook` filters exactly those messages, only while it is entered
+  (``rnn-course autograde`` enters it around nbgrader's calls; nothing changes the
+  process's own warning filters).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
+from collections.abc import Iterator
 
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, OverwriteCells
 
-__all__ = ["ReleasedChecksums", "silence_gradebook_warnings"]
+__all__ = ["ReleasedChecksums", "quiet_gradebook"]
 
 _EXPLAINED = "autograde: the test cells' checksums in the gradebook include the hidden tests,"
 
@@ -73,14 +77,15 @@ class ReleasedChecksums(OverwriteCells):
             )
 
 
-def silence_gradebook_warnings() -> None:
-    """Hide SQLAlchemy's "not in session" warnings raised inside nbgrader's gradebook."""
-    try:
-        from sqlalchemy.exc import SAWarning
-    except ImportError:  # pragma: no cover - nbgrader depends on SQLAlchemy
-        return
-    warnings.filterwarnings(
-        "ignore",
-        message=r"Object of type <Submitted(Assignment|Notebook)> not in session",
-        category=SAWarning,
-    )
+@contextlib.contextmanager
+def quiet_gradebook() -> Iterator[None]:
+    """Hide SQLAlchemy's "not in session" warnings of nbgrader's gradebook, while entered."""
+    from sqlalchemy.exc import SAWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Object of type <Submitted(Assignment|Notebook)> not in session",
+            category=SAWarning,
+        )
+        yield

@@ -21,6 +21,7 @@ from rnn_grader.autograde.protocol import Unsupported
 from rnn_grader.autograde.session import CaseResult, CheckResult, Failure, Step
 from rnn_grader.autograde.suite import Case, GradingSuite
 from rnn_grader.autograde.text import printable
+from rnn_grader.student import selfcheck
 
 _CELL_FRAME = re.compile(r'File "<cell (\w+)>"')
 #: Everything a student may read about a failing hidden case, by cause.
@@ -154,6 +155,9 @@ def _difference(outputs: dict[str, Any], expected: dict[str, Any]) -> str:
         return HIDDEN_VERDICTS["raised"]
     if "__error__" in outputs:  # the driver found the wrong structure
         return HIDDEN_VERDICTS["structure"]
+    if selfcheck.CRITERION_KEY in expected:
+        problem = selfcheck.criterion_problem(outputs, expected[selfcheck.CRITERION_KEY])
+        return selfcheck.CRITERION_VERDICTS[problem[0]] if problem else "your outputs differ"
     differing = []
     for key, want in expected.items():
         got = outputs.get(key)

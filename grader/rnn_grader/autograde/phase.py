@@ -68,7 +68,7 @@ def run_phase(
 
     Args:
         steps: the notebook's steps in order (:mod:`rnn_grader.autograde.plan`).
-        checks: check name -> ``{"call", "cases"}`` for this phase.
+        checks: check name -> ``{"call", "cases", "time_factor"}`` for this phase.
         mode: ``"public"`` or ``"hidden"`` (a hidden worker sends no text).
         lib: the folder of the drivers module and its data
             (:func:`~rnn_grader.autograde.sandbox.prepare_lib`).
@@ -147,9 +147,11 @@ class _Run:
         self.optional_spent = 0.0  # seconds the optional cells of this run took
 
     def _timeout(self, step: Step | None) -> float:
-        return (
-            self.limits.check_timeout if step and step.kind == "check" else self.limits.cell_timeout
-        )
+        """A cell's limit, or a check's: the check limit times the call's ``time_factor``."""
+        if step is None or step.kind != "check":
+            return self.limits.cell_timeout
+        factor = float(self.checks.get(step.check, {}).get("time_factor", 1))
+        return self.limits.check_timeout * factor
 
     def go(self, report: PhaseReport, optional_seconds: float) -> Failure | None:
         """Run the worker to the end; the failure that stopped it early, if any.

@@ -193,7 +193,8 @@ class TrustedExecute(NbGraderPreprocessor):
         names = [check_name(gid) for gid in layout.tests]
         key = f"{assignment}:{','.join(names)}"
         if key not in self._validated:
-            suite.validate(names)
+            limits = self.limits()
+            suite.validate(names, limits.max_frame_bytes, limits.max_message_bytes)
             suite.lib(assignment)
             self._validated.add(key)
 

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from rnn_grader.autograde import grading
+from rnn_grader.autograde.checksums import quiet_gradebook
 from rnn_grader.autograde.errors import GraderError
 from rnn_grader.autograde.grading import Phases
+from rnn_grader.autograde.guard import NotebookRejected, notebook_limit, read_notebook
 from rnn_grader.autograde.plan import build_plan
 from rnn_grader.autograde.preprocessor import TrustedExecute
 from rnn_grader.autograde.regrade import needs_grading, record_problem
@@ -43,7 +45,6 @@ from rnn_grader.autograde.sandbox import (
     missing_protections,
     prepare_lib,
 )
-from rnn_grader.autograde.sanitize import NotebookRejected, notebook_limit, read_notebook
 from rnn_grader.autograde.session import Step
 from rnn_grader.autograde.store import GradingStore
 from rnn_grader.autograde.text import printable
@@ -124,7 +125,8 @@ def autograde_student(
     api = _api(Path(root).resolve(), unsafe, store)
     result: dict[str, Any] = {}
     for attempt in range(RETRIES):
-        result = api.autograde(assignment, student, force=True, create=True)
+        with quiet_gradebook():
+            result = api.autograde(assignment, student, force=True, create=True)
         if result.get("success") or "database is locked" not in str(result.get("log", "")):
             break
         time.sleep(0.2 * (attempt + 1))

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from rnn_grader.autograde.errors import GraderError
+from rnn_grader.autograde.protocol import encode
 from rnn_grader.autograde.sandbox import prepare_lib
+from rnn_grader.student.selfcheck import CRITERION_KEY
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,8 @@ class GradingSuite:
                     raise GraderError(
                         f"check {name}: the reference fails on {label}: {_text(exc)}"
                     ) from exc
-                try:
-                    known = mistakes(name, case)
+                try:  # a hidden case's message names no mistake
+                    known = {} if hidden else mistakes(name, case)
                 except Exception as exc:
                     raise GraderError(
                         f"check {name}: the known mistakes fail on {label}: {_text(exc)}"
@@ -90,9 +92,20 @@ class GradingSuite:
         return tuple(out)
 
     def inputs(self, name: str, *, hidden: bool) -> dict[str, Any]:
-        """``{"call", "cases"}`` of check ``name`` for one phase, as the worker receives it."""
+        """``{"call", "cases", "time_factor"}`` of check ``name`` for one phase (the worker's)."""
         cases = [c.inputs for c in self.cases(name) if c.hidden == hidden]
-        return {"call": self.call(name), "cases": cases}
+        return {"call": self.call(name), "cases": cases, "time_factor": self.time_factor(name)}
+
+    def time_factor(self, name: str) -> float:
+        """How many check limits a case of ``name`` may take: the package's, else 1."""
+        factor = getattr(self.module, "time_factor", None)
+        try:
+            value = 1.0 if factor is None else float(factor(name))
+        except Exception as exc:
+            raise GraderError(f"check {name}: its time factor fails: {_text(exc)}") from exc
+        if not 0 < value <= 100:
+            raise GraderError(f"check {name}: its time factor {value} is not in (0, 100]")
+        return value
 
     def compare(self, name: str, outputs: dict[str, Any], case: Case) -> None:
         """Raise ``AssertionError`` with the package's message when ``outputs`` are wrong.
@@ -133,14 +146,31 @@ class GradingSuite:
         """The drivers' module name in the sandbox (its file name without ``.py``)."""
         return self.drivers_path.stem
 
-    def validate(self, names: list[str]) -> None:
+    def validate(
+        self, names: list[str], frame_bytes: int | None = None, phase_bytes: int | None = None
+    ) -> None:
         """Build every case of ``names`` and compare each reference with itself.
 
         Run before any student is graded, so that a broken check stops grading at once.
+        With ``frame_bytes`` and ``phase_bytes`` (the protocol's limits), a correct
+        submission's outputs must fit them with room to spare: one case in 90% of a frame,
+        one phase's cases together in 70% of what a phase may send. Otherwise a correct
+        notebook would fail for the grader's own sizes.
         """
+        sent = {False: 0, True: 0}  # protocol bytes of a correct notebook per phase
         for name in names:
             self.call(name)
             for case in self.cases(name):
+                if CRITERION_KEY in case.expected:  # judged by a criterion: no outputs to echo
+                    continue
+                if frame_bytes is not None:
+                    size = len(encode({"kind": "case", "check": name, "outputs": case.expected}))
+                    if size > 0.9 * frame_bytes:
+                        raise GraderError(
+                            f"check {name}: the outputs of {case.label} take {size} bytes, "
+                            f"more than 90% of the protocol's frame of {frame_bytes} bytes"
+                        )
+                    sent[case.hidden] += size
                 try:
                     self.compare(name, case.expected, case)
                 except AssertionError as exc:
@@ -148,6 +178,13 @@ class GradingSuite:
                         f"check {name}: the reference fails its own comparison on "
                         f"{case.label}: {exc}"
                     ) from exc
+        for hidden, size in sent.items():
+            if phase_bytes is not None and size > 0.7 * phase_bytes:
+                which = "hidden" if hidden else "public"
+                raise GraderError(
+                    f"the {which} cases of {', '.join(names)} send {size} bytes, more than "
+                    f"70% of the {phase_bytes} bytes a phase may send"
+                )
 
 
 def _text(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ Usage: ``python -S -E -s worker.py SITE_DIR LIB_DIR``. Input (stdin, one frame):
 
     {"mode": "public" | "hidden", "drivers": module name in LIB_DIR,
      "steps": [{"id", "kind": "setup" | "answer" | "cell" | "check", "source" | "check"}],
-     "checks": {name: {"call", "cases"}}, "skip": [step ids], "optional_seconds": s}
+     "checks": {name: {"call", "cases", "time_factor"}}, "skip": [step ids], "optional_seconds": s}
 
 The steps are the notebook's code cells in notebook order, a ``check`` step standing
 where the test cell stands; the driver's ``run(call, namespace, case)`` calls the

@@ -6,7 +6,8 @@ A grading package exposes ``cases(name, *, hidden, secret)``, ``expected(name, c
 ``mistakes(name, case)``, ``compare(name, outputs, expected, *, case_label, hidden,
 mistakes)``, ``call(name)`` (what the sandboxed driver's ``run`` receives), ``DRIVERS_PATH``
 (a self-contained NumPy file with ``run(call, namespace, case)``), ``DEPENDENCIES`` and
-``sandbox_files(assignment)`` (the public data the self-check reads beside itself).
+``sandbox_files(assignment)`` (the public data the self-check reads beside itself), and
+optionally ``time_factor(name)`` (how many check limits a case of ``name`` may take).
 Everything here comes from one registry, :mod:`rnn_grader.checks.registry`.
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "expected",
     "mistakes",
     "sandbox_files",
+    "time_factor",
 ]
 
 
@@ -54,6 +56,11 @@ def mistakes(name: str, case: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def call(name: str) -> dict[str, Any]:
     """How the driver calls the student's functions for check ``name`` (plain data)."""
     return get(name).call
+
+
+def time_factor(name: str) -> float:
+    """How many check time limits one case of check ``name`` may take (training checks)."""
+    return float(get(name).call.get("time_factor", 1))
 
 
 def compare(

@@ -23,6 +23,7 @@ from rnn_grader.checks import reference as ref
 from rnn_grader.student import selfcheck
 
 Case = dict[str, Any]
+Variants = dict[str, dict[str, Any]]  # a known mistake's outputs, keyed by its hint and fix
 N_PUBLIC, N_HIDDEN = 2, 5
 
 
@@ -48,6 +49,28 @@ def wrong_error(message: str, expected: dict[str, Any]) -> str:
     return ""
 
 
+def explained(table: dict[str, str]) -> Callable[[Callable[[Case], Variants]], Callable]:
+    """Key a mistakes function's outputs by hint and fix, looked up in ``table``.
+
+    The function returns ``{short name: outputs}``; trailing spaces after a short name keep
+    two variants of one mistake apart and survive the lookup.
+    """
+
+    def decorate(fn: Callable[[Case], Variants]) -> Callable[[Case], Variants]:
+        def wrapper(case: Case) -> Variants:
+            out = {}
+            for key, outputs in fn(case).items():
+                core = key.rstrip(" ")
+                out[table.get(core, core) + key[len(core) :]] = outputs
+            return out
+
+        wrapper.__name__ = fn.__name__
+        wrapper.__doc__ = fn.__doc__
+        return wrapper
+
+    return decorate
+
+
 @dataclass(frozen=True)
 class Check:
     """Everything the grader and the public self-check need to know about one graded function.
@@ -60,7 +83,8 @@ class Check:
     * ``mistakes``: outputs of known wrong versions, so a message can name the mistake;
     * ``cost``: for a backward function, a large hidden case that only a real backward
       pass finishes within the per-check time limit;
-    * ``extra_hidden``: one more hidden case of a special kind (e.g. one that must raise).
+    * ``extra_hidden``: one more hidden case of a special kind (e.g. one that must raise);
+    * ``n_public``, ``n_hidden``: how many cases of each kind ``make`` draws.
 
     Public cases are seeded by the check's name; hidden ones by the course secret
     (:mod:`rnn_grader.secret`), so they differ from course to course.
@@ -75,6 +99,8 @@ class Check:
     mistakes: Callable[[Case], dict[str, dict[str, Any]]] = lambda case: {}
     cost: Callable[[np.random.Generator], Case] | None = None
     extra_hidden: Callable[[np.random.Generator], Case] | None = None
+    n_public: int = N_PUBLIC
+    n_hidden: int = N_HIDDEN
 
     def functions(self) -> list[str]:
         """The student functions this check calls, in order."""
@@ -89,7 +115,7 @@ class Check:
             rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
         else:
             rng = np.random.default_rng(zlib.crc32(f"{self.name}/public".encode()))
-        out = [self.make(rng, hidden, i) for i in range(N_HIDDEN if hidden else N_PUBLIC)]
+        out = [self.make(rng, hidden, i) for i in range(self.n_hidden if hidden else self.n_public)]
         if hidden and self.extra_hidden is not None:
             out.append(self.extra_hidden(rng))
         if hidden and self.cost is not None:

@@ -77,7 +77,27 @@ def load_settings(root: Path) -> LmsSettings:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    return settings_from_config(c, root)
+
+
+#: The settings of ``c.LmsCourse``.
+LMS_SETTINGS = ("lms", "roster", "assignment_columns", "download_timezone")
+
+
+def settings_from_config(c: Any, root: Path) -> LmsSettings:
+    """:class:`LmsSettings` from a loaded nbgrader configuration of the course at ``root``.
+
+    Raises:
+        ValueError: ``c.LmsCourse`` or ``c.LatePolicy`` holds a setting that does not exist
+            or a value that is not allowed, named in the message.
+    """
     lms = c.get("LmsCourse", {})
+    unknown = sorted(set(lms) - set(LMS_SETTINGS))
+    if unknown:
+        raise ValueError(
+            f"c.LmsCourse has no setting {', '.join(unknown)}; the settings are "
+            f"{', '.join(LMS_SETTINGS)}"
+        )
     course = c.get("CourseDirectory", {})
     db_url = str(course.get("db_url", "sqlite:///gradebook.db"))
     if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):

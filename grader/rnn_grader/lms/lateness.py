@@ -95,9 +95,14 @@ class LatePolicy:
 
     @classmethod
     def from_config(cls, section: Any) -> LatePolicy:
-        section = section or {}
-        known = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
-        return cls(**known)
+        section = dict(section or {})
+        unknown = sorted(set(section) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"c.LatePolicy has no setting {', '.join(unknown)}; the settings are "
+                f"{', '.join(cls.__dataclass_fields__)}"
+            )
+        return cls(**section)
 
     def due_date(self, assignment: str) -> datetime.datetime | None:
         return parse_time(self.due[assignment]) if assignment in self.due else None

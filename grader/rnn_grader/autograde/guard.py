@@ -20,7 +20,6 @@ Two guards make one notebook unable to affect any other student:
 
 from __future__ import annotations
 
-import functools
 import os
 import stat
 from typing import Any
@@ -63,23 +62,35 @@ def check_notebook_file(path: str | os.PathLike, max_bytes: int) -> int:
     return st.st_size
 
 
+def parse_notebook(stream: Any, max_bytes: int, name: str) -> NotebookNode:
+    """Read at most ``max_bytes`` (plus one) from an open file and parse a v4 notebook.
+
+    ``name`` is how errors call the file. Raises :class:`NotebookRejected` if the file is
+    not regular, grows over the limit while being read or is not a readable notebook.
+    """
+    st = os.fstat(stream.fileno())
+    if not stat.S_ISREG(st.st_mode):
+        raise NotebookRejected(f"{name} is not a regular file; it is not graded")
+    if st.st_size > max_bytes:
+        raise NotebookRejected(f"{name} is {st.st_size} bytes, over the limit of {max_bytes}")
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise NotebookRejected(f"{name} grew over the size limit while being read")
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return nbformat.reads(text, as_version=4)
+    except Exception as exc:
+        raise NotebookRejected(
+            f"{name} is not a readable notebook ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from None
+
+
 def read_notebook(path: str | os.PathLike, max_bytes: int = MAX_NOTEBOOK_BYTES) -> NotebookNode:
     """Parse ``path`` as a v4 notebook after :func:`check_notebook_file`, reading at most that."""
     check_notebook_file(path, max_bytes)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise NotebookRejected(f"{os.fspath(path)} is not a regular file")
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise NotebookRejected(f"{os.fspath(path)} grew over the size limit while being read")
-    try:
-        return nbformat.reads(data.decode("utf-8"), as_version=4)
-    except Exception as exc:
-        raise NotebookRejected(
-            f"{os.path.basename(os.fspath(path))} is not a readable notebook "
-            f"({type(exc).__name__}: {str(exc)[:300]})"
-        ) from None
+        return parse_notebook(f, max_bytes, os.path.basename(os.fspath(path)))
 
 
 def notebook_limit(config: Any) -> int:
@@ -101,19 +112,7 @@ class GuardedNotebookExporter(NotebookExporter):
     def from_file(
         self, file_stream: Any, resources: dict | None = None, **kw: Any
     ) -> tuple[NotebookNode, dict]:
-        limit = notebook_limit(self.config)
-        size = os.fstat(file_stream.fileno()).st_size
-        if size > limit:
-            raise NotebookRejected(f"the notebook is {size} bytes, over the limit of {limit}")
-        text = file_stream.read(limit + 1)
-        if len(text) > limit:
-            raise NotebookRejected("the notebook grew over the size limit while being read")
-        try:
-            nb = nbformat.reads(text, as_version=4)
-        except Exception as exc:
-            raise NotebookRejected(
-                f"not a readable notebook ({type(exc).__name__}: {str(exc)[:300]})"
-            ) from None
+        nb = parse_notebook(file_stream, notebook_limit(self.config), "the notebook")
         return self.from_notebook_node(nb, resources, **kw)
 
     def from_notebook_node(
@@ -128,7 +127,6 @@ class GuardedNotebookExporter(NotebookExporter):
             raise NotebookRejected("the notebook is nested too deeply to be processed") from None
 
 
-@functools.cache
 def gradebook_cells(db_url: str, assignment: str, notebook: str) -> dict[str, tuple[str, dict]]:
     """Grade id -> (cell type, nbgrader metadata) of every cell the gradebook records."""
     with Gradebook(db_url) as gb:
