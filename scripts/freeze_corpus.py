@@ -45,8 +45,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS_PATH = ROOT / "rnn_course" / "language" / "data" / "book_corpus.txt"
 # the revision of the book whose pages the committed corpus was frozen from
 FROZEN_FROM = "44c3bdcc7edc5cbda3021273720feb249874c02f"
-# pages without running prose (API listing, bibliography) and this corpus's own chapter
-EXCLUDED_PAGES = ("api.md", "bibliography.md", "11_language.md")
+# pages without running prose (API listing, bibliography) and this corpus's own chapter,
+# whatever its number (it was 11_language.md at FROZEN_FROM)
+EXCLUDED_PAGES = ("api.md", "bibliography.md")
+EXCLUDED_SUFFIX = "_language.md"
+
+
+def excluded(name: str) -> bool:
+    """Whether page ``name`` stays out of the corpus."""
+    return name in EXCLUDED_PAGES or name.endswith(EXCLUDED_SUFFIX)
+
+
 # directives whose body is prose; every other directive (code cells, includes, math,
 # figures) is dropped with its body
 PROSE_DIRECTIVES = frozenset(
@@ -208,7 +217,7 @@ def build_corpus(pages: Iterable[str]) -> str:
 
 def pages_in_folder(book: Path) -> list[str]:
     """The Markdown of the pages that go into the corpus, in name order."""
-    return [p.read_text() for p in sorted(book.glob("*.md")) if p.name not in EXCLUDED_PAGES]
+    return [p.read_text() for p in sorted(book.glob("*.md")) if not excluded(p.name)]
 
 
 def pages_at_revision(revision: str, repo: Path = ROOT) -> list[str]:
@@ -224,7 +233,7 @@ def pages_at_revision(revision: str, repo: Path = ROOT) -> list[str]:
         for path in git("ls-tree", "--name-only", f"{revision}:book").split()
         if path.endswith(".md")
     )
-    return [git("show", f"{revision}:book/{name}") for name in names if name not in EXCLUDED_PAGES]
+    return [git("show", f"{revision}:book/{name}") for name in names if not excluded(name)]
 
 
 def main(argv: list[str] | None = None) -> str:

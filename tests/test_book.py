@@ -337,6 +337,16 @@ _UNCAPTIONED = """() => Array.from(document.querySelectorAll('img')).filter(img 
              && caption.textContent.trim().length > 0);
   }).map(img => img.getAttribute('src'))"""
 
+# Lines of the chapters' own code (cell inputs) longer than 80 characters
+_LONG_CODE_LINES = """() => Array.from(document.querySelectorAll('article div.cell_input pre'))
+  .flatMap(e => e.textContent.split('\\n'))
+  .filter(line => line.length > 80)"""
+
+# Code and output blocks whose text runs past the right edge of their box (cut off)
+_CUT_OFF_BLOCKS = """() => Array.from(document.querySelectorAll('article pre'))
+  .filter(e => e.scrollWidth > e.clientWidth + 1)
+  .map(e => e.textContent.slice(0, 60))"""
+
 # MyST syntax that only shows up in rendered text when the parser did not understand it
 RAW_MYST = re.compile(
     r"```\{|:::\{|\{(?:cite(?::[a-z]+)?|doc|ref|numref|eq|term|download|math|glue(?::[a-z]+)?"
@@ -375,8 +385,9 @@ def _text_problems(relative: str, texts: dict[str, object]) -> list[str]:
 def page_problems(page: object, relative: str) -> list[str]:
     """What a reader would see as broken on the loaded ``page`` (a Playwright page).
 
-    Raw MyST, doubled words, a literal ``\\_``, display equations wider than their column
-    and figures without a numbered caption. Collapsed blocks are opened first, so the
+    Raw MyST, doubled words, a literal ``\\_``, display equations wider than their column,
+    figures without a numbered caption, code blocks cut off at their right edge and, in the
+    chapters, lines of code longer than 80 characters. Collapsed blocks are opened first, so the
     solutions of exercises are checked too.
     """
     page.evaluate(_EXPAND)  # type: ignore[attr-defined]
@@ -388,6 +399,11 @@ def page_problems(page: object, relative: str) -> list[str]:
         )
     for src in page.evaluate(_UNCAPTIONED):  # type: ignore[attr-defined]
         problems.append(f"{relative}: figure without a numbered caption: {src}")
+    if re.fullmatch(r"book/\d\d_\w+\.html", relative):
+        for line in page.evaluate(_LONG_CODE_LINES):  # type: ignore[attr-defined]
+            problems.append(f"{relative}: code line of {len(line)} characters: {line!r}")
+    for start in page.evaluate(_CUT_OFF_BLOCKS):  # type: ignore[attr-defined]
+        problems.append(f"{relative}: a code block is cut off at its right edge: {start!r}")
     return problems
 
 

@@ -16,6 +16,7 @@ from rnn_course.language.agreement import (
     WORD_TO_ID,
     agreement_batches,
     agreement_dataset,
+    attractor_test_set,
     decode,
     generate_sentence,
 )
@@ -146,3 +147,19 @@ def test_invalid_arguments_are_rejected() -> None:
         agreement_dataset(10, seed=0, attractor_prob=1.5)
     with pytest.raises(ValueError, match="max_clauses"):
         agreement_dataset(10, seed=0, max_clauses=-1)
+
+
+def test_attractor_test_set_fills_every_count() -> None:
+    data = attractor_test_set(30, seed=4)
+    counts = torch.bincount(data.attractors, minlength=5)
+    assert counts.tolist() == [30] * 5
+    again = attractor_test_set(30, seed=4)
+    assert torch.equal(data.tokens, again.tokens)
+    assert bool(data.nearest_disagrees[data.attractors == 0].any()) is False
+    assert bool(data.nearest_disagrees[data.attractors == 2].any())
+    assert bool((~data.nearest_disagrees[data.attractors == 2]).any())
+
+
+def test_attractor_test_set_rejects_impossible_counts() -> None:
+    with pytest.raises(ValueError, match="max_attractors"):
+        attractor_test_set(5, seed=0, max_attractors=5, max_modifiers=4)

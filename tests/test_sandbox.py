@@ -404,6 +404,60 @@ def test_grading_as_an_ordinary_user_works_or_says_what_is_missing():
     assert (out["peak"] is None) == any("memory cgroup" in m for m in out["missing"])
 
 
+def test_a_path_the_sandbox_cannot_read_is_named_in_one_line(tmp_path):
+    """Files the worker's user cannot read, or folders it cannot enter, are found before
+    grading, and the error names the path."""
+    import os
+
+    from rnn_grader.autograde.sandbox import first_unreadable, unreadable_error
+
+    env = tmp_path / "env"
+    (env / "pkg").mkdir(parents=True)
+    module = env / "pkg" / "module.py"
+    module.write_text("x = 1\n")
+    for path in (env, env / "pkg"):
+        path.chmod(0o755)
+    module.chmod(0o644)
+    assert first_unreadable((env, env / "pkg")) is None
+    if os.getuid() == 0:  # root's worker reads as a fresh uid: "other" bits decide
+        module.chmod(0o600)
+        assert first_unreadable((env / "pkg",)) == module
+        (env / "pkg").chmod(0o700)
+        assert first_unreadable((env,)) == env / "pkg"
+    message = str(unreadable_error(module))
+    assert "\n" not in message and str(module) in message and "read" in message
+
+
+def test_as_an_ordinary_user_a_private_folder_above_the_environment_is_named(tmp_path):
+    import os
+    import subprocess
+
+    private = tmp_path / "private"
+    (private / "site").mkdir(parents=True)
+    private.chmod(0o700)
+    code = (
+        "from pathlib import Path\n"
+        "from rnn_grader.autograde.sandbox import first_unreadable\n"
+        f"print(first_unreadable((Path({str(FIXTURES)!r}),)))\n"
+        f"print(first_unreadable((Path({str(private / 'site')!r}),)))\n"
+    )
+    env = {**os.environ, "HOME": "/tmp", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        _as_nobody(code, [FIXTURES]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd="/",
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    readable, closed = done.stdout.strip().splitlines()[-2:]
+    assert readable == "None"
+    if os.getuid() == 0:  # as user 65534, the private folder cannot be entered
+        assert closed == str(private / "site")
+
+
 # --- Dask: TLS, and no plain TCP off this machine ---------------------------------------------
 
 

@@ -247,6 +247,50 @@ def agreement_dataset(
     )
 
 
+def attractor_test_set(
+    per_count: int,
+    *,
+    seed: int,
+    max_attractors: int = 4,
+    max_modifiers: int = 4,
+    max_clauses: int = 1,
+    attractor_prob: float = 0.5,
+) -> AgreementData:
+    """Equally many sentences with 0, 1, … ``max_attractors`` attractors.
+
+    Sentences are drawn as in :func:`agreement_dataset` with ``distribution="uniform"``
+    (every number of modifiers up to ``max_modifiers`` equally often) and kept until every
+    attractor count has ``per_count`` of them, so that an error rate measured per count
+    rests on ``per_count`` sentences even where attractors are rare. Within a count, the
+    sentences keep the distribution of modifiers, distances and nearest nouns that the
+    drawing gives them.
+
+    Args:
+        per_count: sentences per attractor count.
+        seed: fixes every choice.
+        max_attractors: the largest count (at most ``max_modifiers``).
+        max_modifiers, max_clauses, attractor_prob: as for :func:`agreement_dataset`.
+    """
+    expect_positive_int("per_count", per_count)
+    if not 0 <= max_attractors <= max_modifiers:
+        raise ValueError(
+            f"max_attractors must be in [0, max_modifiers={max_modifiers}], got {max_attractors}"
+        )
+    if not 0.0 < attractor_prob < 1.0:
+        raise ValueError(f"attractor_prob must be in (0, 1), got {attractor_prob!r}")
+    rng = random.Random(seed)
+    bins: list[list[Sentence]] = [[] for _ in range(max_attractors + 1)]
+    drawn = 0
+    while any(len(b) < per_count for b in bins):
+        sentence = generate_sentence(
+            rng, drawn % (max_modifiers + 1), rng.randint(0, max_clauses), attractor_prob
+        )
+        drawn += 1
+        if sentence.attractors <= max_attractors and len(bins[sentence.attractors]) < per_count:
+            bins[sentence.attractors].append(sentence)
+    return encode([s for b in bins for s in b])
+
+
 def agreement_batches(data: AgreementData, batch_size: int) -> Callable[[int, torch.device], Batch]:
     """A ``make_batch(seed, device) -> Batch`` for :func:`rnn_course.training.train`.
 

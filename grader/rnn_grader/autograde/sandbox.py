@@ -33,9 +33,11 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -321,6 +323,69 @@ def missing_protections(unsafe: bool = False) -> tuple[str, ...]:
     return tuple(missing)
 
 
+def _readable(path: Path, mode: int, root: bool) -> bool:
+    """Whether the sandbox's user can read ``path`` (and enter it, for a folder)."""
+    directory = stat.S_ISDIR(mode)
+    if root:  # the worker runs as a fresh uid: "other" permission bits decide
+        need = stat.S_IROTH | (stat.S_IXOTH if directory else 0)
+        return mode & need == need
+    return os.access(path, os.R_OK | (os.X_OK if directory else 0))
+
+
+def first_unreadable(paths: tuple[Path, ...]) -> Path | None:
+    """The first of ``paths`` (or an entry directly inside one) the sandbox cannot read.
+
+    Run as root, bwrap mounts the paths and the worker reads them as a fresh unprivileged
+    uid, so they must be readable by every user; run as an ordinary user, that user must
+    reach them, folders above included.
+    """
+    root = os.getuid() == 0
+    for top in paths:
+        if not root and not os.access(top, os.R_OK):
+            return top  # the path itself, or a folder above it, is closed to this user
+        try:
+            if not _readable(top, top.stat().st_mode, root):
+                return top
+        except OSError:
+            return top
+        if not top.is_dir():
+            continue
+        try:  # what it directly holds: an install with a private umask shows there already
+            entries = list(os.scandir(top))
+        except OSError:
+            return top
+        for entry in entries:
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                return Path(entry.path)
+            if not stat.S_ISLNK(mode) and not _readable(Path(entry.path), mode, root):
+                return Path(entry.path)
+    return None
+
+
+@functools.cache
+def _unreadable_runtime() -> Path | None:
+    p = _runtime_paths()
+    paths = [p["exe"], p["stdlib"], WORKER_PATH, *student_site()]
+    if "libpython" in p:
+        paths.append(p["libpython"])
+    return first_unreadable(tuple(paths))
+
+
+def unreadable_error(path: Path) -> SandboxUnavailable:
+    """The one-line error that names the ``path`` the sandbox cannot read, and the fix."""
+    if os.getuid() == 0:
+        who = "every user (as root, the worker runs as a fresh unprivileged uid)"
+    else:
+        who = f"user {pwd_name(os.getuid())}, folders above it included"
+    return SandboxUnavailable(
+        f"the sandbox cannot read {path}: the Python environment the grader runs in must be "
+        f"readable by {who}; give read access (e.g. chmod -R a+rX on the environment) or "
+        "grade from an environment that user can read"
+    )
+
+
 def ensure_sandbox(unsafe: bool, require_cgroup: bool = False) -> None:
     """Raise ``SandboxUnavailable`` with a clear message unless grading may proceed."""
     if require_cgroup:
@@ -332,6 +397,9 @@ def ensure_sandbox(unsafe: bool, require_cgroup: bool = False) -> None:
             )
     if unsafe:
         return
+    closed = _unreadable_runtime()
+    if closed is not None:
+        raise unreadable_error(closed)
     reason = probe_sandbox()
     if reason:
         raise SandboxUnavailable(
@@ -339,6 +407,14 @@ def ensure_sandbox(unsafe: bool, require_cgroup: bool = False) -> None:
             "pass --unsafe-no-sandbox (or set TrustedExecute.unsafe_no_sandbox = True) to run "
             "it unprotected at your own risk."
         )
+
+
+def pwd_name(uid: int) -> str:
+    """The login name of ``uid``, or the number when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _limit_env(limits: SandboxLimits, root: bool) -> str:
