@@ -32,6 +32,7 @@ import numpy as np
 DATA_FILE = "public_checks.json"
 ERROR_KEY = "__error__"
 RAISED_KEY = "__raised__"
+CRITERION_KEY = "__criterion__"  # expected outputs judged by a criterion, not by equality
 FIX_MARK = "\n  FIX: "
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -100,7 +101,26 @@ def fresh(value):
     return value
 
 
+def char_lm_init(seed, V, D, H):
+    """The character model's initial parameters from a seed (zero biases).
+
+    ``W_embed (V, D)`` with unit normal entries; ``Wx (D, H)``, ``Wh (H, H)`` and
+    ``W_out (H, V)`` normal with standard deviation one over the square root of their
+    input size, drawn in that order from ``np.random.default_rng(seed)``.
+    """
+    rng = np.random.default_rng(seed)
+    return {
+        "W_embed": rng.normal(size=(V, D)),
+        "Wx": rng.normal(scale=1 / np.sqrt(D), size=(D, H)),
+        "Wh": rng.normal(scale=1 / np.sqrt(H), size=(H, H)),
+        "b": np.zeros(H),
+        "W_out": rng.normal(scale=1 / np.sqrt(H), size=(H, V)),
+        "b_out": np.zeros(V),
+    }
+
+
 CONVERT = {
+    "char_lm_init": lambda v: char_lm_init(int(v["seed"]), int(v["V"]), int(v["D"]), int(v["H"])),
     "tuple": lambda v: tuple(v),
     "tuples": lambda v: [tuple(p) for p in v],
     "float": float,
@@ -433,11 +453,21 @@ def compare(
                 prefix,
                 "residual=True with a layer that changes the size must raise "
                 "ValueError, but no error was raised",
-                "compare the input and output sizes of each layer l > 0 before adding the residual",
+                "a layer l > 1 (layers numbered from 1) whose output size differs from its "
+                "input size cannot add its input"
+                + FIX_MARK
+                + "check the sizes of every layer l > 1 before computing anything, and raise "
+                "ValueError naming the layer",
             )
         return
     if "raised" in outputs:
         raise _fail(prefix, f"raised {outputs['raised']} although the sizes allow it", hint)
+    if CRITERION_KEY in expected:
+        problem = criterion_problem(outputs, expected[CRITERION_KEY])
+        if problem is not None:
+            kind, detail = problem
+            raise _fail(prefix, detail if show_values else CRITERION_VERDICTS[kind], hint)
+        return
     named = None
 
     def known():
@@ -521,6 +551,75 @@ def _array_difference(prefix, key, got, want, known, show_values, sizes, explain
     return f"{key} differs: " + "; ".join([*notes, _error_report(arr, want)])
 
 
+# --------------------------------------------------------------------------- criteria
+
+#: What a failed criterion says when the case is hidden: a fixed text per kind of failure.
+CRITERION_VERDICTS = {
+    "structure": "the returned values do not have the contract's types and shapes",
+    "diverged": "the training diverged: the parameters or losses contain nan or inf",
+    "loss": "the trained model's validation loss is above the threshold",
+}
+
+
+def validation_windows(ids, length):
+    """``(idx, targets)``, both ``(S, length)``: ``ids`` cut into rows, each with its next ids."""
+    n = (len(ids) - 1) // length * length
+    return ids[:n].reshape(-1, length), ids[1 : n + 1].reshape(-1, length)
+
+
+def char_lm_validation_loss(params, idx, targets):
+    """Mean cross-entropy (nats per character) of the character model on ``idx (S, L)``.
+
+    Every row of ``idx`` is read from a zero state; ``targets[s, t]`` is the character
+    after ``idx[s, t]``. The model is ``h_t = tanh(W_embed[idx_t] Wx + h_{t-1} Wh + b)``,
+    ``scores_t = h_t W_out + b_out``.
+    """
+    x = params["W_embed"][idx]  # (S, L, D)
+    S, L, _ = x.shape
+    h = np.zeros((S, params["Wh"].shape[0]))
+    total = 0.0
+    with np.errstate(all="ignore"):
+        for t in range(L):
+            h = np.tanh(x[:, t] @ params["Wx"] + h @ params["Wh"] + params["b"])
+            z = h @ params["W_out"] + params["b_out"]
+            z = z - z.max(axis=1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            total -= float(logp[np.arange(S), targets[:, t]].sum())
+    return total / (S * L)
+
+
+def criterion_problem(outputs, spec):
+    """``(kind, message)`` when ``outputs`` fail the criterion ``spec``, else ``None``."""
+    if spec["kind"] != "char_lm_validation":
+        raise ValueError(f"unknown criterion {spec['kind']!r}")
+    params, losses = outputs.get("params"), outputs.get("losses")
+    shapes = {k: tuple(v) for k, v in spec["shapes"].items()}
+    if not isinstance(params, dict) or sorted(map(str, params)) != sorted(shapes):
+        return "structure", f"params must be a dict with the keys {sorted(shapes)}"
+    for key, shape in shapes.items():
+        value = params[key]
+        if not (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.shape == shape):
+            return "structure", f"params[{key!r}] must be a float array of shape {shape}"
+    steps = spec["steps"]
+    if not (
+        isinstance(losses, np.ndarray) and losses.dtype.kind in "fi" and losses.shape == (steps,)
+    ):
+        return "structure", f"losses must be an array of the {steps} training losses, one a step"
+    if not all(np.all(np.isfinite(v)) for v in [losses, *params.values()]):
+        return "diverged", (
+            "the training diverged: the parameters or the losses contain nan or inf"
+        )
+    loss = char_lm_validation_loss(params, *validation_windows(spec["valid"], spec["length"]))
+    if not loss <= spec["threshold"]:
+        return "loss", (
+            f"the trained model's validation loss is {loss:.3f} nats per character, above "
+            f"the threshold {spec['threshold']:g} (the untrained model's: "
+            f"{spec['untrained']:.3f}; the mean of your last 25 training losses: "
+            f"{float(np.mean(losses[-25:])):.3f})"
+        )
+    return None
+
+
 # --------------------------------------------------------------------------- the notebook's check
 
 
@@ -538,7 +637,9 @@ def _caller_namespace():
 
 def sizes_of(case):
     """``N`` and ``T`` of a case, to describe where an output differs."""
-    x = case.get("x")
+    x = next((case[k] for k in ("x", "scores", "idx") if k in case), None)
+    if isinstance(x, np.ndarray) and x.ndim in (2, 3) and x.dtype.kind == "i":
+        return {"N": x.shape[0], "T": x.shape[1]}
     if isinstance(x, np.ndarray) and x.ndim == 3:
         return {"N": x.shape[0], "T": x.shape[1]}
     if isinstance(x, np.ndarray) and x.ndim == 2:
@@ -612,6 +713,16 @@ def _failing_dependencies(name, namespace, data):
                 "failure may come from it."
             )
     return notes
+
+
+def char_corpus():
+    """``(chars, train_ids, valid_ids)``: the corpus of ``train_char_lm``'s public case.
+
+    ``chars[i]`` is the character with id ``i``; the ids are ``int64`` arrays of the
+    training and the validation text.
+    """
+    case = _data()["checks"]["train_char_lm"]["cases"][0]["inputs"]
+    return case["chars"], case["data"], case["valid"]
 
 
 def check(name, *, explain=False):
