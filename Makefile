@@ -43,8 +43,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml grader/pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e . -e grader
 	touch $@
 
+# With RNN_COURSE_FIRST_SEED set, the book is built (and its cache kept) in
+# _build/seeds-<first seed>, so that every page runs again on the new seeds.
 book: venv
-	$(VENV)/bin/jupyter-book build . --builder html
+	$(VENV)/bin/jupyter-book build . --builder html \
+	  $(if $(RNN_COURSE_FIRST_SEED),--path-output _build/seeds-$(RNN_COURSE_FIRST_SEED))
 
 test: venv system-deps
 	$(PY) -m pytest

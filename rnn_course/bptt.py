@@ -30,11 +30,13 @@ Batches, the row-vector layout and the gated cells are the business of the layer
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from rnn_course.gradient_flow import _stepwise_hidden_gradient_norms
+from rnn_course.state import State, detach_state
 from rnn_course.validation import (
     expect_floating,
     expect_positive_int,
@@ -163,19 +165,6 @@ def tanh_rnn_backward(dh: Tensor, cache: TanhRNNCache) -> TanhRNNGrads:
 # Truncated BPTT
 # ---------------------------------------------------------------------------------------------
 
-State = Any  # a tensor, a tuple of tensors (LSTM) or None
-
-
-def detach_state(state: State) -> State:
-    """Cut the graph behind a recurrent state: ``None``, a tensor, or a tuple/list of them."""
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    if isinstance(state, tuple | list):
-        return type(state)(detach_state(s) for s in state)
-    raise TypeError(f"state must be None, a tensor or a tuple of tensors, got {type(state)}")
-
 
 def truncated_bptt(
     model: Callable[[Tensor, State], tuple[Tensor, State]],
@@ -256,8 +245,5 @@ def truncated_gradient_norms(
         ``x (N, T, D)`` if ``layer.batch_first`` else ``(T, N, D)``; ``upstream (N, H)``;
         ``norms (T,)``.
     """
-    # imported here: rnn_course.gradient_flow imports detach_state from this module
-    from rnn_course.gradient_flow import _stepwise_hidden_gradient_norms
-
     expect_positive_int("k", k)
     return _stepwise_hidden_gradient_norms(layer, x, hx, upstream, cut_every=k)

@@ -257,8 +257,9 @@ class GRUCell(_CellBase):
         \end{aligned}
 
     Note:
-        The lecture writes the update gate as ``u = 1 − z``; negating the z-block of the
-        weights and bias maps one convention onto the other.
+        The lecture's GRU names its mixing gate the update gate ``u`` and lets it weight
+        the candidate, ``h' = (1 − u) ⊙ h + u ⊙ n``; this cell keeps
+        :class:`torch.nn.GRUCell`'s ``z``, which weights the previous state.
     """
 
     num_gates = 3

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnn_course.bptt import detach_state
+from rnn_course.state import detach_state
 from rnn_course.validation import (
     expect_floating,
     expect_positive_int,

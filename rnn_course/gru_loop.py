@@ -23,25 +23,16 @@ with ``xw_s = W_ih x_s + b_ih`` and ``hw_s = W_hh h_{s-1} + b_hh`` split into r,
     h_s &= (1 - z) \odot n + z \odot h_{s-1}
     \end{aligned}
 
-Backward, with ``dh_s`` the gradient of the loss with respect to ``h_s``:
-
-.. math::
-    \begin{aligned}
-    dh_s &= dout_s + z_{s+1} \odot dh_{s+1} + W_{hh}^T dg_{s+1} \\
-    dg_s &= (da_r, da_z, d hw_n) = dh_s \odot (c_r, c_z, c_{hn}), \qquad
-    da_n = dh_s \odot c_n
-    \end{aligned}
-
-where ``dg`` is the gradient of ``hw`` and the factors are
-``c_n = (1 − z)(1 − n²)``, ``c_z = (h_{s-1} − n) z (1 − z)``,
-``c_r = c_n ⊙ hw_n ⊙ r (1 − r)`` and ``c_hn = c_n ⊙ r``. The gradient of ``xw`` is
-``(da_r, da_z, da_n)``.
+The backward pass runs the recursion of this form's gradients from the last step to the
+first; its derivation is not printed here: chapter 6 of the book derives the lecture form,
+whose reset gate acts before the product, and this form's backward pass is an exercise of
+assignment 2.
 
 The loop's n block is doubled: :func:`double_n` doubles the n rows of ``W_ih``, ``b_ih``,
 ``W_hh`` and ``b_hh``, so that the loop's pre-activation is ``a'_n = 2 a_n`` and
 ``n = tanh(a_n) = 2 σ(a'_n) − 1``: on the CPU ``torch.tanh`` takes about three times as
-long per element as ``torch.sigmoid``. The factors above then carry ``c_n / 2`` for
-``c_n``; the gradients of the doubled rows, doubled again, are those of the parameters.
+long per element as ``torch.sigmoid``. The gradients of the doubled rows, doubled again,
+are those of the parameters.
 Python's cyclic garbage collector is paused while the loops run
 (:mod:`rnn_course.loop_context`).
 """
@@ -143,6 +134,7 @@ class GRULoop(torch.autograd.Function):
         b_hh: Tensor | None,
         schedule: Schedule,
     ) -> tuple[Tensor, Tensor]:
+        """Run the projection and the loop without recording; keep the activations."""
         P, H = x.shape[0], w_hh.shape[1]
         w_ih2, w_hh2 = double_n(w_ih), double_n(w_hh)
         # hw starts as (W_ir x + b_ir + b_hr, W_iz x + b_iz + b_hz, b_hn); each step adds
@@ -174,6 +166,7 @@ class GRULoop(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_out: Tensor, d_hT: Tensor) -> tuple[Any, ...]:
+        """Backpropagate through time by hand; the weights' gradients as a few products."""
         hw, n, hs, h0, x, w_ih2, w_hh2 = ctx.saved_tensors
         schedule: Schedule = ctx.schedule
         P, H = hs.shape

@@ -243,6 +243,7 @@ class LSTMLoop(torch.autograd.Function):
         schedule: Schedule,
         backward: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """Run the projection and the loop without recording; keep the local factors."""
         P, H = x.shape[0], w_hh.shape[1]
         rows = x.new_empty(P, 5 * H)  # gates, then local factors, then gradients
         cs = x.new_empty(P, H)  # c_s
@@ -274,6 +275,7 @@ class LSTMLoop(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_out: Tensor, d_hT: Tensor, d_cT: Tensor) -> tuple[Any, ...]:
+        """Backpropagate through time by hand; the weights' gradients as a few products."""
         rows, odt, hs, h0, x, w_ih, w_hh = ctx.saved_tensors
         schedule: Schedule = ctx.schedule
         H = hs.shape[1]

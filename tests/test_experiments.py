@@ -42,6 +42,16 @@ def test_ten_seeds_by_default() -> None:
     assert tuple(range(10)) == SEEDS
 
 
+def test_a_review_with_new_seeds_sets_the_first_one(monkeypatch) -> None:
+    from rnn_course import experiments
+
+    monkeypatch.setenv(experiments.SEEDS_VARIABLE, "100")
+    assert experiments._seeds() == tuple(range(100, 110))
+    monkeypatch.setenv(experiments.SEEDS_VARIABLE, "-3")
+    with pytest.raises(ValueError, match="non-negative integer"):
+        experiments._seeds()
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_train_groups_reproduces_train_for_every_seed(cell, optimizer) -> None:

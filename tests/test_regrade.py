@@ -148,6 +148,8 @@ def term(tmp_path_factory) -> dict:
     for student in (GOOD, BLANK):
         cc.grade_manually(root, student, MANUAL)
     steps["policy"] = {"grades": _export(course, "x7"), "summary": _summary(root)}
+    for name, step in steps.items():  # the exported points after each step (pytest -s)
+        print(f"\n{name}: {json.dumps(step['grades'], sort_keys=True)}")
     return {"root": root, "course": course, "steps": steps, "scores": _scores(root)}
 
 

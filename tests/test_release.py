@@ -42,6 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 STUDENT_FILES = {"selfcheck.py", "public_checks.json", "nbgrader_config.py"}
 VENV_BIN = Path(sys.executable).parent
 
+
+def _per_block(names: str, gates: str) -> list[str]:
+    """``name/gate`` for each stacked parameter and each of its gate blocks, in order."""
+    return [f"{name}/{gate}" for name in names.split() for gate in gates]
+
+
 #: Every backward function's gradient-check cell and the names it prints a relative error for
 #: (a parameter, or a parameter and a gate block as "name/block").
 GRADIENT_CHECKS = {
@@ -54,9 +60,9 @@ GRADIENT_CHECKS = {
         "char_lm_loss": ["W_embed", "Wx", "Wh", "b", "W_out", "b_out"],
     },
     "gated_cells": {
-        "lstm_step_backward": ["dx", "dh_prev", "dc_prev", "dWx", "dWh", "db"],
-        "lstm_backward": ["dx", "dh0", "dWx", "dWh", "db"],
-        "gru_step_backward": ["dx", "dh_prev", "dWx", "dWh", "db"],
+        "lstm_step_backward": ["dx", "dh_prev", "dc_prev", *_per_block("dWx dWh db", "ifgo")],
+        "lstm_backward": ["dx", "dh0", *_per_block("dWx dWh db", "ifgo")],
+        "gru_step_backward": ["dx", "dh_prev", *_per_block("dWx dWh dbx dbh", "rzn")],
     },
     "deep_birnn": {
         "birnn_backward": [
@@ -398,10 +404,11 @@ def test_every_argument_has_its_shape_stated(assignment: str) -> None:
 def test_stacked_blocks_are_stated() -> None:
     gated = " ".join(c["source"] for c in _released("gated_cells").cells)
     gated = " ".join(gated.split())
-    for shape in ("`Wx (D, 4H)`", "`Wh (H, 4H)`", "`b (4H,)`", "`Wx (D, 3H)`", "`b (3H,)`"):
+    for shape in ("`Wx (D, 4H)`", "`Wh (H, 4H)`", "`b (4H,)`", "`Wx (D, 3H)`", "`bx (3H,)`"):
         assert shape in gated, shape
     assert "`[H:2H]` to f, `[2H:3H]` to g and `[3H:]` to o" in gated
-    assert "`[H:2H]` to r and `[2H:]` to the candidate c" in gated
+    assert "`[H:2H]` to z and `[2H:]` to n" in gated
+    assert "`bx (3H,)` and `bh (3H,)`" in gated
 
 
 def test_clipping_rule_matches_the_contract_and_names_the_book_s_variants() -> None:

@@ -77,6 +77,7 @@ def report(tmp_path_factory):
     with contextlib.redirect_stdout(out):
         status = main(["similarity", A, "--course-dir", str(root)])
     html = (root / "exports" / A / "similarity.html").read_text()
+    print(out.getvalue())  # the ranking (pytest -s)
     return {"status": status, "out": out.getvalue(), "html": html}
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnn_course.bptt import detach_state
 from rnn_course.language.corpus import TBPTTBatches, random_windows
+from rnn_course.state import detach_state
 from rnn_course.training import OPTIMIZERS, batch_seed, make_optimizer, optimizer_step
 from rnn_course.validation import expect_choice, expect_positive_int
 

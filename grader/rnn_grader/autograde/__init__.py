@@ -9,8 +9,10 @@ graded), keeps every other preprocessor, puts
 notebooks through
 :class:`~rnn_grader.autograde.guard.GuardedNotebookExporter` (size limit before
 parsing; a notebook's errors stay that student's) and turns on
-``OverwriteCells.add_missing_cells``. ``nbgrader collect`` (JupyterHub exchange) uses
-:class:`~rnn_grader.autograde.exchange.HardenedExchangeCollect`.
+``OverwriteCells.add_missing_cells``; SQLAlchemy's warnings about the order in which
+``Gradebook.add_submission`` adds objects are hidden during that call
+(:func:`~rnn_grader.autograde.checksums.quiet_add_submission`). ``nbgrader collect``
+(JupyterHub exchange) uses :class:`~rnn_grader.autograde.exchange.HardenedExchangeCollect`.
 
 The sandbox's limits are traits of ``TrustedExecute`` (see ``book/trusted_grading.md``):
 ``check_timeout``, ``cell_timeout``, ``optional_timeout``, ``notebook_timeout``,
@@ -37,6 +39,7 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
     from nbgrader.converters.autograde import Autograde
     from nbgrader.preprocessors import Execute, SaveAutoGrades
 
+    from rnn_grader.autograde.checksums import quiet_add_submission
     from rnn_grader.autograde.guard import GradebookCells, GuardedNotebookExporter
     from rnn_grader.autograde.preprocessor import TrustedExecute
     from rnn_grader.autograde.regrade import KeepManualGrades
@@ -67,5 +70,7 @@ def configure(c: Any, *, unsafe_no_sandbox: bool = False) -> None:
     c.Autograde.exporter_class = GuardedNotebookExporter
     # What is tested comes from the gradebook: restore deleted test cells too.
     c.OverwriteCells.add_missing_cells = True
+    # SQLAlchemy 2's "not in session" warnings of add_submission, hidden during that call
+    quiet_add_submission()
     if unsafe_no_sandbox:
         c.TrustedExecute.unsafe_no_sandbox = True

@@ -13,23 +13,27 @@ Two kinds of noise made every honest submission look tampered with:
   nbgrader's ``Gradebook.add_submission`` under SQLAlchemy 2 (the objects are added to
   the session right after; the warning is about the order, not lost data).
   :func:`quiet_gradebook` filters exactly those messages, only while it is entered
-  (``rnn-course autograde`` enters it around nbgrader's calls; nothing changes the
-  process's own warning filters).
+  (``rnn-course autograde`` enters it around nbgrader's calls, and
+  :func:`quiet_add_submission` around ``Gradebook.add_submission``, the call that emits
+  them, for plain ``nbgrader autograde``; nothing changes the process's own warning
+  filters).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, OverwriteCells
 
-__all__ = ["ReleasedChecksums", "quiet_gradebook"]
+__all__ = ["ReleasedChecksums", "quiet_add_submission", "quiet_gradebook"]
 
 _EXPLAINED = "autograde: the test cells' checksums in the gradebook include the hidden tests,"
 
@@ -89,3 +93,24 @@ def quiet_gradebook() -> Iterator[None]:
             category=SAWarning,
         )
         yield
+
+
+def quiet_add_submission() -> None:
+    """Make nbgrader's ``Gradebook.add_submission`` run inside :func:`quiet_gradebook`.
+
+    Installed once by :func:`rnn_grader.autograde.configure`; the method's behaviour is
+    unchanged, and the filter holds only while the call runs.
+    """
+    from nbgrader.api import Gradebook
+
+    original = Gradebook.add_submission
+    if getattr(original, "quiet_gradebook", False):
+        return
+
+    @functools.wraps(original)
+    def add_submission(self: Gradebook, *args: Any, **kwargs: Any) -> Any:
+        with quiet_gradebook():
+            return original(self, *args, **kwargs)
+
+    add_submission.quiet_gradebook = True  # type: ignore[attr-defined]
+    Gradebook.add_submission = add_submission  # type: ignore[method-assign]

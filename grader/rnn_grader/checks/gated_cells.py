@@ -1,20 +1,23 @@
 """Assignment 2, ``gated_cells``: its checks (inputs, reference, known mistakes, calls).
 
-The sigmoid, the LSTM's step and sequence and the GRU's step.
+The sigmoid, the LSTM's step and sequence, and one step of :class:`torch.nn.GRUCell`'s GRU
+(blocks r, z, n; the reset gate applied after the recurrent product; two biases ``bx`` and
+``bh``), graded against :class:`torch.nn.GRUCell` itself.
 :mod:`rnn_grader.checks.registry` collects :data:`CHECKS` with the other assignments'.
+
+Shapes: N batch, T steps, D inputs, H hidden units; stacked gate blocks of H columns each.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from rnn_grader.checks import inputs, rnn_bptt
 from rnn_grader.checks import reference as ref
+from rnn_grader.checks import rnn_bptt
 from rnn_grader.checks.base import (
     Case,
     Check,
@@ -28,16 +31,12 @@ from rnn_grader.checks.base import (
     step,
     t_,
 )
-from rnn_grader.checks.inputs import rnn_like, weights
-from rnn_grader.checks.rnn_bptt import (
-    GRADCHECK,
-    RNN_SEQ,
-    RNN_STEP,
-    SEQ_GRADS,
-    STEP_GRADS,
-)
+from rnn_grader.checks.inputs import rnn_like, sizes, weights
+from rnn_grader.checks.rnn_bptt import GRADCHECK, RNN_SEQ, SEQ_GRADS
 
 LSTM_STEP = ("x", "h_prev", "c_prev", "Wx", "Wh", "b")
+GRU_STEP = ("x", "h_prev", "Wx", "Wh", "bx", "bh")
+GRU_STEP_GRADS = ("dx", "dh_prev", "dWx", "dWh", "dbx", "dbh")
 GATES_LSTM = "ifgo"
 GATES_ORDERS = ["".join(p) for p in itertools.permutations(GATES_LSTM)]
 
@@ -71,21 +70,55 @@ def lstm_seq_inputs(rng, hidden, backward):  # type: ignore[no-untyped-def]
     return case
 
 
-def gru_step_inputs(rng, hidden, backward):  # type: ignore[no-untyped-def]
-    case = rnn_like(rng, hidden, gates=3, step=True)
+def gru_step_inputs(rng: np.random.Generator, hidden: bool, backward: bool) -> Case:
+    """``x (N, D), h_prev (N, H), Wx (D, 3H), Wh (H, 3H), bx (3H,), bh (3H,)`` [, ``dh_next``]."""
+    N, _, D, H = sizes(rng, hidden)
+    case: Case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
+    w = weights(rng, D, H, 3)
+    case.update(Wx=w["Wx"], Wh=w["Wh"], bx=w["b"], bh=rng.normal(scale=0.3, size=3 * H))
     if backward:
-        case["dh_next"] = rng.normal(size=case["h_prev"].shape)
+        case["dh_next"] = rng.normal(size=(N, H))
     return case
 
 
-def cost_gated_step(rng: np.random.Generator, *, gates: int) -> Case:
-    """One LSTM (gates = 4) or GRU (gates = 3) step with N = 128, D = H = 160."""
-    N, D, H = 128, 160, 160
+# --------------------------------------------------------------------------- costly hidden cases
+# Differentiating a forward numerically one column of a weight or bias at a time needs a
+# forward run per column of the stacked bias (G·H of them) to reach every gate's
+# pre-activation gradient, at every step of a sequence; even H runs take longer than a check
+# may, while a backward pass written with loops over the batch and over time takes under two
+# seconds (measured in book/assignments/gated_cells.md). The derivative of an elementwise
+# nonlinearity may still be computed in any way: that is the limit the rule leaves.
+# The student's outputs of one case travel in one protocol frame of at most 16 MiB, and
+# those of a whole phase in at most 64 MiB (rnn_grader.autograde): the weight gradients,
+# (D + H)·G·H entries, cap H near 600, so D is kept small and N carries the cost.
+
+
+def cost_lstm_step(rng: np.random.Generator) -> Case:
+    """One LSTM step with N = 576, D = 64, H = 512 (outputs: 13.8 MiB)."""
+    N, D, H = 576, 64, 512
     case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
-    case.update(weights(rng, D, H, gates))
-    if gates == 4:
-        case["c_prev"] = rng.normal(size=(N, H))
-        case["dc_next"] = rng.normal(size=(N, H))
+    case.update(weights(rng, D, H, 4))
+    case.update(c_prev=rng.normal(size=(N, H)), dh_next=rng.normal(size=(N, H)))
+    case["dc_next"] = rng.normal(size=(N, H))
+    return case
+
+
+def cost_lstm_seq(rng: np.random.Generator) -> Case:
+    """An LSTM over N = 8 sequences of T = 64 steps, D = 128, H = 512, ``dh`` at every step
+    (outputs: 10.5 MiB)."""
+    N, T, D, H = 8, 64, 128, 512
+    case = {"x": rng.normal(size=(N, T, D)), "h0": rng.normal(scale=0.5, size=(N, H))}
+    case.update(weights(rng, D, H, 4))
+    case["dh"] = rng.normal(size=(N, T, H))
+    return case
+
+
+def cost_gru_step(rng: np.random.Generator) -> Case:
+    """One GRU step with N = 512, D = 64, H = 640 (outputs: 13.1 MiB)."""
+    N, D, H = 512, 64, 640
+    case = {"x": rng.normal(size=(N, D)), "h_prev": rng.normal(scale=0.5, size=(N, H))}
+    w = weights(rng, D, H, 3)
+    case.update(Wx=w["Wx"], Wh=w["Wh"], bx=w["b"], bh=rng.normal(scale=0.3, size=3 * H))
     case["dh_next"] = rng.normal(size=(N, H))
     return case
 
@@ -117,18 +150,54 @@ EXPLAINED: dict[str, str] = {
         "to step t",
         "pass dh_prev + dh[:, t] and dc_prev of step t+1 into step t's backward",
     ),
-    "the reset gate is applied after the recurrent product; the lecture GRU uses (r ⊙ h_prev) "
-    "Wh_c, not r ⊙ (h_prev Wh_c)": explain(
-        "the candidate uses the reset gate in torch.nn's place, not the lecture's",
-        "candidate: tanh(x Wx_c + (r * h_prev) @ Wh_c + b_c)",
+    # one step of torch.nn's GRU: the forward
+    "the reset gate is applied before the recurrent product, as in the lecture's GRU": explain(
+        "the candidate resets h_prev before the recurrent product (the lecture's form); "
+        "torch.nn's reset gate scales the product's result",
+        "n = tanh(x Wx_n + bx_n + r ⊙ (h_prev Wh_n + bh_n))",
     ),
-    "u weights h_prev; in the lecture GRU h_next = (1 - u) ⊙ h_prev + u ⊙ h̃": explain(
-        "the update gate weights the wrong term: in the lecture GRU u = 0 keeps the old state",
-        "h_next = (1 - u) * h_prev + u * h̃",
+    "bh_n is added outside the reset gate": explain(
+        "in torch.nn's GRU the reset gate scales the candidate's whole recurrent term, its "
+        "bias bh_n included",
+        "n = tanh(x Wx_n + bx_n + r ⊙ (h_prev Wh_n + bh_n))",
     ),
-    "the gate blocks are read in the order r, u, c; the contract's order is u, r, c": explain(
-        "the gate blocks are read in another order than the contract's u, r, c",
-        "the first H columns are u, the next H are r, the last H the candidate",
+    "z and 1 - z are exchanged": explain(
+        "z and 1 - z are exchanged: in torch.nn's GRU z is the fraction of h_prev that is kept",
+        "h_next = (1 − z) ⊙ n + z ⊙ h_prev",
+    ),
+    "the blocks are read in the order z, r, n": explain(
+        "the gate blocks are read in another order than torch.nn's r, z, n",
+        "the first H columns are r, the next H are z, the last H are n",
+    ),
+    "the lecture's GRU: update gate first, weighting the candidate": explain(
+        "this is the lecture's update rule and block order (an update gate u that weights "
+        "the candidate, first); torch.nn's z comes second and weights h_prev",
+        "blocks r, z, n; h_next = (1 − z) ⊙ n + z ⊙ h_prev",
+    ),
+    # one step of torch.nn's GRU: the backward
+    "the candidate's recurrent term gets the gradient of n's pre-activation unscaled": explain(
+        "the reset gate multiplies the candidate's recurrent term, so the gradient that "
+        "term receives is scaled by r",
+        "with dan the gradient at n's pre-activation, the gradient of h_prev Wh_n + bh_n is "
+        "dan ⊙ r: use it for dWh_n, dbh_n and dh_prev",
+    ),
+    "the reset gate's gradient leaves out bh_n": explain(
+        "the reset gate's gradient is the gradient of what it scales times that term: the "
+        "recurrent term with its bias",
+        "the gradient at r's pre-activation is dan ⊙ (h_prev Wh_n + bh_n) ⊙ r ⊙ (1 − r)",
+    ),
+    "the update gate's gradient has the lecture's sign": explain(
+        "the update gate's gradient has the wrong sign: z weights h_prev and 1 - z weights n",
+        "the gradient at z's pre-activation is dh_next ⊙ (h_prev − n) ⊙ z ⊙ (1 − z)",
+    ),
+    "the direct path from h_prev to h_next is missing": explain(
+        "h_prev also reaches h_next directly, scaled by z, besides the three recurrent products",
+        "dh_prev = dh_next ⊙ z + (the gradient of h_prev Wh + bh) @ Wh.T",
+    ),
+    "dWh_n is taken with the reset state r * h_prev": explain(
+        "the candidate's recurrent weights multiply h_prev, not r ⊙ h_prev (that is the "
+        "lecture's form)",
+        "dWh_n = h_prev.T @ (dan ⊙ r), with dan the gradient at n's pre-activation",
     ),
 }
 
@@ -267,37 +336,116 @@ def lstm_backward(case: dict[str, Any]) -> Variants:
     }
 
 
-def _gru_wrong(x, h, Wx, Wh, b, *, reset_after=False, swap_u=False, order=(0, 1, 2)):
-    """The reference GRU step on weights rearranged to emulate a mistake."""
+def _gru_variant(
+    x: torch.Tensor,
+    h: torch.Tensor,
+    Wx: torch.Tensor,
+    Wh: torch.Tensor,
+    bx: torch.Tensor,
+    bh: torch.Tensor,
+    *,
+    reset: str = "after",
+    swap_z: bool = False,
+    order: tuple[int, int, int] = (0, 1, 2),
+) -> torch.Tensor:
+    """One GRU step in torch.nn's form, or in a mistaken one, differentiable by autograd.
+
+    ``reset`` is ``"after"`` (torch.nn: ``r ⊙ (h Wh_n + bh_n)``), ``"before"``
+    (``(r ⊙ h) Wh_n + bh_n``) or ``"bias_outside"`` (``r ⊙ (h Wh_n) + bh_n``); ``swap_z``
+    exchanges ``z`` and ``1 - z``; ``order[k]`` is the block read where block ``k`` belongs.
+    With the defaults it is :func:`reference.torch_gru_step_forward`.
+    """
     H = h.shape[1]
-    Wx, Wh, b = (torch.cat([w[..., k * H : (k + 1) * H] for k in order], -1) for w in (Wx, Wh, b))
-    if swap_u:  # σ(-a) = 1 - σ(a): negating the u block exchanges u and 1 - u
-        Wx, Wh, b = (torch.cat([-w[..., :H], w[..., H:]], -1) for w in (Wx, Wh, b))
-    return ref.gru_step_forward(x, h, Wx, Wh, b, reset_after=reset_after)
+    Wx, Wh, bx, bh = (
+        torch.cat([w[..., k * H : (k + 1) * H] for k in order], -1) for w in (Wx, Wh, bx, bh)
+    )
+    xw = x @ Wx + bx  # (N, 3H)
+    r = torch.sigmoid(xw[:, :H] + h @ Wh[:, :H] + bh[:H])
+    z = torch.sigmoid(xw[:, H : 2 * H] + h @ Wh[:, H : 2 * H] + bh[H : 2 * H])
+    if reset == "before":
+        n = torch.tanh(xw[:, 2 * H :] + (r * h) @ Wh[:, 2 * H :] + bh[2 * H :])
+    elif reset == "bias_outside":
+        n = torch.tanh(xw[:, 2 * H :] + r * (h @ Wh[:, 2 * H :]) + bh[2 * H :])
+    else:
+        n = torch.tanh(xw[:, 2 * H :] + r * (h @ Wh[:, 2 * H :] + bh[2 * H :]))
+    return z * n + (1 - z) * h if swap_z else (1 - z) * n + z * h
 
 
-_GRU_MISTAKES = {
-    "the reset gate is applied after the recurrent product; the lecture GRU uses "
-    "(r ⊙ h_prev) Wh_c, not r ⊙ (h_prev Wh_c)": {"reset_after": True},
-    "u weights h_prev; in the lecture GRU h_next = (1 - u) ⊙ h_prev + u ⊙ h̃": {"swap_u": True},
-    "the gate blocks are read in the order r, u, c; the contract's order is u, r, c": {
-        "order": (1, 0, 2)
+_GRU_FORWARD_MISTAKES: dict[str, dict[str, Any]] = {
+    "the reset gate is applied before the recurrent product, as in the lecture's GRU": {
+        "reset": "before"
+    },
+    "bh_n is added outside the reset gate": {"reset": "bias_outside"},
+    "z and 1 - z are exchanged": {"swap_z": True},
+    "the blocks are read in the order z, r, n": {"order": (1, 0, 2)},
+    "the lecture's GRU: update gate first, weighting the candidate": {
+        "order": (1, 0, 2),
+        "swap_z": True,
     },
 }
 
 
 def gru_step_forward(case: dict[str, Any]) -> Variants:
-    args = [t_(case[k]) for k in ("x", "h_prev", "Wx", "Wh", "b")]
-    return {hint: {"h_next": _gru_wrong(*args, **kw).numpy()} for hint, kw in _GRU_MISTAKES.items()}
+    args = [t_(case[k]) for k in GRU_STEP]
+    return {
+        hint: {"h_next": _gru_variant(*args, **kw).numpy()}
+        for hint, kw in _GRU_FORWARD_MISTAKES.items()
+    }
+
+
+def _gru_backward_np(
+    case: dict[str, Any],
+    *,
+    scale_by_r: bool = True,
+    bias_in_dr: bool = True,
+    z_sign: float = 1.0,
+    direct: bool = True,
+    dWh_n_from_reset_state: bool = False,
+) -> dict[str, np.ndarray]:
+    """Gradients of one torch.nn GRU step, written out, with one mistake switched on."""
+    x, h, Wx, Wh, bx, bh, dh = (case[k] for k in (*GRU_STEP, "dh_next"))
+    H = h.shape[1]
+    xw, hw = x @ Wx + bx, h @ Wh + bh  # (N, 3H) each
+    r, z = (1 / (1 + np.exp(-(xw[:, k] + hw[:, k]))) for k in (slice(0, H), slice(H, 2 * H)))
+    hn = hw[:, 2 * H :]
+    n = np.tanh(xw[:, 2 * H :] + r * hn)
+    dan = dh * (1 - z) * (1 - n**2)
+    daz = z_sign * dh * (h - n) * z * (1 - z)
+    dar = dan * (hn if bias_in_dr else hn - bh[2 * H :]) * r * (1 - r)
+    dxw = np.concatenate([dar, daz, dan], axis=1)  # (N, 3H)
+    dhw = np.concatenate([dar, daz, dan * r if scale_by_r else dan], axis=1)
+    dWh = h.T @ dhw
+    if dWh_n_from_reset_state:
+        dWh[:, 2 * H :] = (r * h).T @ dan
+    return {
+        "dx": dxw @ Wx.T,
+        "dh_prev": (dh * z if direct else 0.0) + dhw @ Wh.T,
+        "dWx": x.T @ dxw,
+        "dWh": dWh,
+        "dbx": dxw.sum(0),
+        "dbh": dhw.sum(0),
+    }
+
+
+_GRU_BACKWARD_MISTAKES: dict[str, dict[str, Any]] = {
+    "the candidate's recurrent term gets the gradient of n's pre-activation unscaled": {
+        "scale_by_r": False
+    },
+    "the reset gate's gradient leaves out bh_n": {"bias_in_dr": False},
+    "the update gate's gradient has the lecture's sign": {"z_sign": -1.0},
+    "the direct path from h_prev to h_next is missing": {"direct": False},
+    "dWh_n is taken with the reset state r * h_prev": {"dWh_n_from_reset_state": True},
+}
 
 
 def gru_step_backward(case: dict[str, Any]) -> Variants:
-    names = ("x", "h_prev", "Wx", "Wh", "b")
     out = {}
-    for hint, kw in _GRU_MISTAKES.items():
-        leaves = [t_(case[k]).requires_grad_(True) for k in names]
-        grads = torch.autograd.grad(_gru_wrong(*leaves, **kw), leaves, t_(case["dh_next"]))
-        out[hint] = {"d" + k: g.numpy() for k, g in zip(names, grads, strict=True)}
+    for hint, kw in _GRU_FORWARD_MISTAKES.items():
+        leaves = [t_(case[k]).requires_grad_(True) for k in GRU_STEP]
+        grads = torch.autograd.grad(_gru_variant(*leaves, **kw), leaves, t_(case["dh_next"]))
+        out[hint] = {"d" + k: g.numpy() for k, g in zip(GRU_STEP, grads, strict=True)}
+    for hint, kw in _GRU_BACKWARD_MISTAKES.items():
+        out[hint] = _gru_backward_np(case, **kw)
     return out
 
 
@@ -305,11 +453,7 @@ def gru_step_backward(case: dict[str, Any]) -> Variants:
 
 _LSTM_STEP_F = forward_call("lstm_step_forward", LSTM_STEP, ("h_next", "c_next"), True)
 _LSTM_F = forward_call("lstm_forward", RNN_SEQ, ("h",), True)
-_GRU_STEP_F = forward_call("gru_step_forward", RNN_STEP, ("h_next",), True)
-
-
-def _cost_seq(gates: int, upstream: str) -> Callable[[np.random.Generator], Case]:
-    return lambda rng: inputs.cost_rnn_seq(rng, gates=gates, upstream=upstream)
+_GRU_STEP_F = forward_call("gru_step_forward", GRU_STEP, ("h_next",), True)
 
 
 # --------------------------------------------------------------------------- the checks
@@ -352,7 +496,7 @@ CHECKS = [
         "the cell state receives gradient by two paths; the four gate gradients are stacked "
         "in the blocks' order; " + GRADCHECK,
         _explained(lstm_step_backward),
-        cost=lambda rng: cost_gated_step(rng, gates=4),
+        cost=cost_lstm_step,
     ),
     Check(
         "lstm_forward",
@@ -372,27 +516,27 @@ CHECKS = [
         "both the hidden and the cell state carry gradient from step t+1 back to step t; "
         + GRADCHECK,
         _explained(lstm_backward),
-        cost=_cost_seq(4, "dh"),
+        cost=cost_lstm_seq,
     ),
     Check(
         "gru_step_forward",
         "gated_cells",
         _GRU_STEP_F,
         lambda r, h, i: gru_step_inputs(r, h, False),
-        forward_reference(ref.gru_step_forward, RNN_STEP, ("h_next",)),
-        "blocks u, r, c; the reset gate acts on h_prev before the recurrent product of the "
-        "candidate, and u weights the candidate",
+        forward_reference(ref.torch_gru_step_forward, GRU_STEP, ("h_next",)),
+        "torch.nn's GRUCell: blocks r, z, n; the reset gate scales the recurrent term "
+        "h_prev Wh_n + bh_n after the product, and z weights h_prev",
         _explained(gru_step_forward),
     ),
     Check(
         "gru_step_backward",
         "gated_cells",
-        backward_call(_GRU_STEP_F, "gru_step_backward", ("dh_next",), STEP_GRADS),
+        backward_call(_GRU_STEP_F, "gru_step_backward", ("dh_next",), GRU_STEP_GRADS),
         lambda r, h, i: gru_step_inputs(r, h, True),
-        backward_reference(ref.gru_step_forward, RNN_STEP, ("dh_next",)),
-        "h_prev reaches h_next by four paths: directly, through u, through r and through "
-        "r ⊙ h_prev in the candidate; " + GRADCHECK,
+        backward_reference(ref.torch_gru_step_forward, GRU_STEP, ("dh_next",)),
+        "h_prev reaches h_next directly (scaled by z) and through the three recurrent "
+        "products; bx and bh differ only in the candidate's block; " + GRADCHECK,
         _explained(gru_step_backward),
-        cost=lambda rng: cost_gated_step(rng, gates=3),
+        cost=cost_gru_step,
     ),
 ]

@@ -1,13 +1,17 @@
 """The grading reference: the companion package's own cells and layers, in the contract's layout.
 
 Every graded function is computed by an :mod:`rnn_course` module in :mod:`torch.nn`'s layout
-(``RNNCell``, ``RNN``, ``LSTMCell``, ``LSTM``, ``GRUCell(reset_after=False)``), with the
-contract's arrays mapped onto its parameters by :func:`torch.func.functional_call`:
+(``RNNCell``, ``RNN``, ``LSTMCell``, ``LSTM``), or by :class:`torch.nn.GRUCell` itself, with
+the contract's arrays mapped onto its parameters by :func:`torch.func.functional_call`:
 
 * weights multiply from the right in the contract, so ``weight_ih = Wx.T`` and
   ``weight_hh = Wh.T``; the contract's single bias goes to ``bias_ih`` (``bias_hh = 0``);
 * the lecture GRU's blocks are ``u, r, c``; ``torch.nn``'s are ``r, z, n`` with
   ``z = 1 - u``, so the reference reorders the blocks and negates the update block.
+
+The GRU that assignment 2 grades is :class:`torch.nn.GRUCell` itself (reset gate after the
+recurrent product, two biases): :func:`torch_gru_step_forward` maps ``Wx, Wh, bx, bh`` onto
+its four parameters unchanged but for the transposes.
 
 Every gradient comes from ``torch.autograd`` on these forwards, never from a hand-written
 backward in the contract's layout. Shapes: N batch, T steps, D inputs, H hidden units.
@@ -40,6 +44,7 @@ def _module(kind: str, D: int, H: int) -> nn.Module:
         "gru_cell": lambda: GRUCell(D, H, reset_after=False, dtype=F64),
         "gru_cell_after": lambda: GRUCell(D, H, reset_after=True, dtype=F64),
         "gru": lambda: GRU(D, H, batch_first=True, dtype=F64),
+        "torch_gru_cell": lambda: nn.GRUCell(D, H, dtype=F64),
     }
     return make[kind]()
 
@@ -112,6 +117,28 @@ def gru_step_forward(
     kind = "gru_cell_after" if reset_after else "gru_cell"
     cell = _module(kind, x.shape[-1], h_prev.shape[-1])
     return functional_call(cell, torch_layout(*lecture_gru_to_torch(Wx, Wh, b)), (x, h_prev))
+
+
+def torch_gru_step_forward(
+    x: Tensor, h_prev: Tensor, Wx: Tensor, Wh: Tensor, bx: Tensor, bh: Tensor
+) -> Tensor:
+    r"""``h_next (N, H)`` of one step of :class:`torch.nn.GRUCell` itself.
+
+    Args:
+        x: ``(N, D)``; h_prev: ``(N, H)``.
+        Wx: ``(D, 3H)``, Wh: ``(H, 3H)``: blocks ``r, z, n`` of ``H`` columns each, so that
+            ``weight_ih = Wx.T`` and ``weight_hh = Wh.T``.
+        bx, bh: ``(3H,)``, ``bias_ih`` and ``bias_hh``.
+
+    .. math::
+        r = \sigma(x W_{x,r} + b_{x,r} + h W_{h,r} + b_{h,r}), \quad
+        z = \sigma(x W_{x,z} + b_{x,z} + h W_{h,z} + b_{h,z}), \\
+        n = \tanh(x W_{x,n} + b_{x,n} + r \odot (h W_{h,n} + b_{h,n})), \quad
+        h' = (1 - z) \odot n + z \odot h
+    """
+    cell = _module("torch_gru_cell", x.shape[-1], h_prev.shape[-1])
+    params = {"weight_ih": Wx.t(), "weight_hh": Wh.t(), "bias_ih": bx, "bias_hh": bh}
+    return functional_call(cell, params, (x, h_prev))
 
 
 def clip_grad_norm(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor], float]:

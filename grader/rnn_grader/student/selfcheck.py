@@ -363,8 +363,11 @@ def _ranges(indices):
 
 
 def _features(wrong, time_axis):
-    """Which features (last axis) differ, when some are right: ``features 6..11 differ``."""
-    if wrong.ndim < 2 or wrong.shape[-1] < 2 or wrong.ndim - 1 == time_axis:
+    """Which features (last axis) differ, when some are right: ``features 6..11 differ``.
+
+    A bias of stacked gates, ``(G·H,)``, counts too: its wrong entries name the gate block.
+    """
+    if wrong.ndim < 1 or wrong.shape[-1] < 2 or wrong.ndim - 1 == time_axis:
         return []
     per_f = wrong.reshape(-1, wrong.shape[-1]).any(axis=0)
     bad = [int(f) for f in np.flatnonzero(per_f)]
