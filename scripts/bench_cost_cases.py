@@ -1,14 +1,17 @@
 """Backward passes against numerical differentiation on each backward check's costly case.
 
 For every backward check of an assignment, this script runs the check's large hidden case
-(drawn from a throwaway secret) with the instructor's solution and, for ``rnn_bptt`` and
-``gated_cells``, with naive but correct loop implementations (loops over the batch and over
-time); it times one run of the forward function alone and extrapolates what numerical
-differentiation would take: two forward runs per column of the widest weight (where
-perturbing a whole column gives that column's gradient for every row) and two per entry.
-All times are measured in this one run, on one thread, beside the check's time limit::
+(drawn from a throwaway secret) with the instructor's solution and, for ``rnn_bptt``,
+``gated_cells`` and ``deep_birnn``, with naive but correct loop implementations (loops over
+the batch and over time); it times one run of the forward function alone and extrapolates
+what numerical differentiation would take: two forward runs per column of the widest weight
+(where perturbing a whole column gives that column's gradient for every row) and two per
+entry. All times are measured in this one run, on one thread, beside the check's time
+limit::
 
     python scripts/bench_cost_cases.py rnn_bptt
+    python scripts/bench_cost_cases.py gated_cells
+    python scripts/bench_cost_cases.py deep_birnn
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy: one thread, as measured
@@ -189,7 +193,22 @@ def gru_step_backward(dh_next, cache):
     return dx, dh_prev, dWx, dWh, dbx, dbh
 ''',
 }
-NAIVE = {"rnn_bptt": NAIVE_RNN_BPTT, "gated_cells": NAIVE_GATED_CELLS}
+
+
+def _deep_birnn_loops() -> dict[str, str]:
+    """deep_birnn's correct answers written with loops over the batch and over time, forward
+    and backward (a backward pass reads its own forward's cache); the tests run them too."""
+    sys.path.insert(0, str(solution_cells.ROOT / "tests" / "fixtures" / "submissions"))
+    from independent import DEEP_BIRNN_LOOPS
+
+    return DEEP_BIRNN_LOOPS
+
+
+NAIVE = {
+    "rnn_bptt": lambda: NAIVE_RNN_BPTT,
+    "gated_cells": lambda: NAIVE_GATED_CELLS,
+    "deep_birnn": _deep_birnn_loops,
+}
 
 
 def finite_difference_work(case: dict) -> tuple[int, int | None]:
@@ -201,6 +220,14 @@ def finite_difference_work(case: dict) -> tuple[int, int | None]:
         return sum(v.size for v in p.values()), max(p["Wh"].shape[0], p["W_out"].shape[1])
     if "scores" in case:
         return case["scores"].size, case["scores"].shape[-1]
+    if "params_fwd" in case:  # the bidirectional RNN: both directions' weights
+        weights = (*case["params_fwd"], *case["params_bwd"])
+        return sum(p.size for p in weights), case["h0_fwd"].shape[1]
+    if "layers" in case:  # the stacked RNN: every layer's weights
+        weights = [p for layer in case["layers"] for p in layer]
+        return sum(p.size for p in weights), max(h.shape[1] for h in case["h0s"])
+    if "W_h" in case:  # the highway layer
+        return case["W_h"].size + case["W_t"].size, case["W_h"].shape[1]
     return case["W"].size, None  # the embedding: a perturbed column changes only its sum
 
 
@@ -221,7 +248,7 @@ def main() -> None:
     limit = SandboxLimits().check_timeout
     spaces = {"solution": solution_cells.namespace(args.assignment)}
     if args.assignment in NAIVE:
-        spaces["naive loops"] = solution_cells.namespace(args.assignment, NAIVE[args.assignment])
+        spaces["naive loops"] = solution_cells.namespace(args.assignment, NAIVE[args.assignment]())
     print(f"check limit {limit:g} s for all cases of one check; one thread\n")
     header = f"{'check':<24} {'backward pass (s)':>28} {'one forward':>12} {'FD per column':>14}"
     print(header + f" {'FD per entry':>13}")

@@ -54,9 +54,6 @@ EXPECTED_FAILURES = {
     ("rnn_bptt", "late_helper"): {"clip_grad_norm"},
     ("rnn_bptt", "duplicated_after_test"): {"rnn_step_backward"},
     ("gated_cells", "naive_sigmoid_in_errstate"): {"sigmoid"},
-    # the provided experiment assigns xp = x.copy(), replacing the student's NumPy alias
-    # for the functions tested after it: the grader runs that cell too, as the kernel does
-    ("deep_birnn", "import_cell"): {"stacked_rnn_forward", "highway_forward"},
 }
 
 
@@ -128,10 +125,14 @@ def by_autograde(tmp: Path, assignment: str, notebooks: dict[str, Any]) -> dict[
     return read_scores(course, assignment)
 
 
-@pytest.fixture(scope="module")
-def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=list(CORPUS))
+def verdicts(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The three verdicts on every notebook of one assignment's corpus, keyed by
+    ``(assignment, style)``."""
     out: dict[str, Any] = {}
-    for assignment in CORPUS:
+    for assignment in [request.param]:
         tmp = tmp_path_factory.mktemp(assignment)
         folder = tmp / "released"
         shutil.copytree(ROOT / "assignments" / assignment, folder)
@@ -176,7 +177,8 @@ def test_the_three_verdicts_agree_on_every_test_cell(verdicts: dict[str, Any]) -
 
 def test_a_notebook_that_validate_accepts_earns_every_point(verdicts: dict[str, Any]) -> None:
     accepted = [key for key, v in verdicts.items() if all(v["validate"].values())]
-    assert len(accepted) >= 10
+    # every style that is not meant to lose points is accepted
+    assert set(accepted) >= set(verdicts) - set(EXPECTED_FAILURES)
     for key in accepted:
         earned, total = verdicts[key]["points"]
         assert earned == total, key

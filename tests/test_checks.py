@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from rnn_grader import checks
-from rnn_grader.checks import registry
+from rnn_grader.checks import deep_birnn, registry
 from rnn_grader.student import selfcheck
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "submissions"))
@@ -59,7 +61,7 @@ def failure(name: str, ns: dict, *, hidden: bool = False) -> str:
 
 
 def is_plain(value: object) -> bool:
-    if isinstance(value, np.ndarray):  # float64 values, int64 character ids, bool masks
+    if isinstance(value, np.ndarray):  # float64 values, int64 ids and lengths, bool masks
         return value.dtype in (np.float64, np.int64, np.bool_)
     if isinstance(value, dict):
         return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
@@ -86,6 +88,18 @@ def test_cases_are_plain_and_reproducible_and_hidden_ones_follow_the_secret(name
     other = check.cases(hidden=True, secret=b"another-course-secret-987654")
     assert not any(same(a, b) for a, b in zip(hidden, other, strict=True))
     assert not any(same(a, b) for a in public for b in hidden)
+
+
+@pytest.mark.parametrize("name", registry.NAMES)
+def test_every_reference_passes_its_own_comparison(name: str) -> None:
+    """As the grader checks before it grades anyone: expected outputs compared with themselves
+    (a check judged by a criterion has no outputs to compare)."""
+    for hidden in (False, True):
+        for i, (_, want, wrong) in enumerate(graded_cases(name, hidden), start=1):
+            if selfcheck.CRITERION_KEY in want:
+                continue
+            label = f"{'hidden' if hidden else 'public'} case {i}"
+            checks.compare(name, want, want, case_label=label, hidden=hidden, mistakes=wrong)
 
 
 def test_hidden_cases_need_the_secret() -> None:
@@ -124,11 +138,38 @@ def test_registry_covers_the_contract() -> None:
             "gru_step_forward",
             "gru_step_backward",
         ),
-        "deep_birnn": ("birnn_forward", "stacked_rnn_forward", "highway_forward"),
+        "deep_birnn": (
+            "birnn_forward",
+            "birnn_backward",
+            "stacked_rnn_forward",
+            "stacked_rnn_backward",
+            "highway_forward",
+            "highway_backward",
+        ),
     }
     assert registry.DEPENDENCIES["rnn_backward"] == ["rnn_forward", "rnn_backward"]
     for name, deps in registry.DEPENDENCIES.items():
         assert name in deps
+
+
+COSTLY = [n for n in registry.NAMES if registry.get(n).cost]
+DEEP_COSTLY = [n for n in COSTLY if n in registry.ASSIGNMENTS["deep_birnn"]]
+#: Floating-point operations that differentiating a forward pass numerically needs, at the
+#: least, for deep_birnn's large cases: one forward pass per column of a weight (entry of a
+#: bias). One core does a few 10^10 per second (31·10^9 in float64 matrix products on the
+#: machine these cases were sized on), so 10^12 is far over the 10 s of a check.
+NUMERICAL_FLOPS = 10**12
+
+
+def _entries(value: object) -> int:
+    """Float64 entries of a value: an array, or lists and dicts of arrays."""
+    if isinstance(value, np.ndarray):
+        return value.size if value.dtype == np.float64 else 0
+    if isinstance(value, dict):
+        return sum(_entries(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_entries(v) for v in value)
+    return 0
 
 
 def finite_difference_work(case: dict) -> tuple[int, int | None, float]:
@@ -140,8 +181,7 @@ def finite_difference_work(case: dict) -> tuple[int, int | None, float]:
     stay apart until the loss), else ``None``; ``forward``: multiply-adds of one forward
     run (for the softmax, ten operations per score: exp, log, sums).
     """
-    arrays = [v for v in case.values() if isinstance(v, np.ndarray) and v.dtype == np.float64]
-    entries = sum(a.size for a in arrays)
+    entries = _entries(case)
     if "Wx" in case:  # tanh RNN, LSTM or GRU: step or sequence
         x = case["x"]
         rows = x.size // x.shape[-1]
@@ -153,11 +193,22 @@ def finite_difference_work(case: dict) -> tuple[int, int | None, float]:
         return entries, max(H, V), case["idx"].size * (D * H + H * H + H * V)
     if "scores" in case:
         return case["scores"].size, case["scores"].shape[-1], 10.0 * case["scores"].size
+    if "params_fwd" in case:  # the bidirectional RNN: only the steps within each length
+        Wx, Wh, _ = case["params_fwd"]
+        steps = int(case["lengths"].sum())
+        return entries, Wh.shape[0], 2 * steps * (Wx.size + Wh.size)
+    if "layers" in case:  # the stacked RNN
+        x = case["x"]
+        rows = x.size // x.shape[-1]
+        columns = max(Wh.shape[0] for _, Wh, _ in case["layers"])
+        return entries, columns, rows * sum(Wx.size + Wh.size for Wx, Wh, _ in case["layers"])
+    if "W_h" in case:  # the highway layer
+        return entries, case["W_h"].shape[1], case["x"].shape[0] * 2 * case["W_h"].size
     # the embedding: a column of W perturbed at once changes only the column's sum
     return case["W"].size, None, case["idx"].size * case["W"].shape[1]
 
 
-@pytest.mark.parametrize("name", [n for n in registry.NAMES if registry.get(n).cost])
+@pytest.mark.parametrize("name", COSTLY)
 def test_every_backward_check_has_a_costly_hidden_case(name: str) -> None:
     """The last hidden case defeats numerical differentiation: one entry at a time needs over
     10^5 forward runs and 10^11 multiply-adds; one column at a time (where that works)
@@ -185,6 +236,82 @@ def test_a_correct_notebook_s_outputs_fit_the_grader_s_protocol(assignment: str)
     suite.validate(names, MAX_FRAME_BYTES, SandboxLimits().max_message_bytes)
     with pytest.raises(GraderError, match="bytes"):
         suite.validate(names, 2**10, SandboxLimits().max_message_bytes)
+
+
+@pytest.mark.parametrize("name", DEEP_COSTLY)
+def test_numerical_differentiation_cannot_finish_the_costly_case(name: str) -> None:
+    """Even one column of a weight at a time, at least 10^12 flops, while a real backward
+    pass is a few forward passes."""
+    check = registry.get(name)
+    case = check.cases(hidden=True, secret=SECRET)[-1]
+    forward, numerical = deep_birnn.numerical_flops(name, case)
+    assert numerical >= NUMERICAL_FLOPS
+    assert 1e9 <= forward <= 3e9  # a backward pass costs about two forward passes
+    assert numerical >= 300 * forward  # hundreds of forward passes, one per hidden unit
+    assert max(_entries(c) for c in check.cases(hidden=True, secret=SECRET)[:-1]) < 10_000
+
+
+def test_numerical_flops_count_one_forward_pass_per_column() -> None:
+    case = registry.get("highway_backward").cases(hidden=False)[0]
+    N, D = case["x"].shape
+    assert deep_birnn.numerical_flops("highway_backward", case) == (4 * N * D * D, 4 * N * D**3)
+    case = registry.get("stacked_rnn_backward").cases(hidden=False)[1]  # residual, widths H
+    N, T, H = case["x"].shape
+    layer = 2 * N * T * 2 * H * H
+    assert deep_birnn.numerical_flops("stacked_rnn_backward", case) == (3 * layer, H * 6 * layer)
+    case = registry.get("birnn_backward").cases(hidden=False)[0]
+    D, H = case["params_fwd"][0].shape
+    direction = 2 * int(case["lengths"].sum()) * (D * H + H * H)
+    assert deep_birnn.numerical_flops("birnn_backward", case) == (2 * direction, 2 * H * direction)
+
+
+#: Runs every hidden case of deep_birnn's backward checks on the answers written with loops
+#: over the batch and over time, on one BLAS thread as in the grader's sandbox; prints the
+#: seconds per check.
+_LOOPS_TIMING = """
+import json, sys, time
+sys.path.insert(0, {fixtures!r})
+import independent
+import mistakes as fx
+from rnn_grader import checks
+from rnn_grader.checks import registry
+from rnn_grader.student import selfcheck
+ns = fx.namespace(independent.DEEP_BIRNN_LOOPS)
+seconds = {{}}
+for name in {names!r}:
+    check = registry.get(name)
+    cases = [(c, check.expected(c)) for c in check.cases(hidden=True, secret={secret!r})]
+    started = time.perf_counter()
+    for i, (case, want) in enumerate(cases, start=1):
+        outputs = selfcheck.run(checks.call(name), ns, case)
+        checks.compare(name, outputs, want, case_label=f"hidden case {{i}}", hidden=True)
+    seconds[name] = time.perf_counter() - started
+print(json.dumps(seconds))
+"""
+
+
+@pytest.fixture(scope="module")
+def loop_seconds() -> dict[str, float]:
+    code = _LOOPS_TIMING.format(
+        fixtures=str(Path(__file__).parent / "fixtures" / "submissions"),
+        names=DEEP_COSTLY,
+        secret=SECRET,
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", DEEP_COSTLY)
+def test_loops_over_batch_and_time_pass_within_the_time_limit(
+    name: str, loop_seconds: dict[str, float]
+) -> None:
+    """Honest answers written with loops over the batch and over time (``independent``)
+    pass every hidden case, the large one included, well within the 10 s of a check."""
+    assert loop_seconds[name] < 5.0
 
 
 @pytest.mark.parametrize("name", registry.NAMES)
@@ -265,7 +392,7 @@ def test_wrong_return_structure_is_reported(result: object, phrase: str) -> None
 
 
 def test_wrong_value_message_has_location_errors_tolerance_and_hint() -> None:
-    ns = {"highway_forward": lambda x, W_h, b_h, W_t, b_t: np.tanh(x @ W_h + b_h)}
+    ns = {"highway_forward": lambda x, W_h, b_h, W_t, b_t: (np.tanh(x @ W_h + b_h), None)}
     message = failure("highway_forward", ns)
     for phrase in (
         "y differs",
@@ -343,6 +470,56 @@ def test_residual_size_mismatch_must_raise() -> None:
     lenient["stacked_rnn_forward"] = stacked_rnn_forward
     run_check("stacked_rnn_forward", lenient)  # public cases have matching sizes
     assert "must raise ValueError" in failure("stacked_rnn_forward", lenient, hidden=True)
+
+
+def _stack_raising(message: str | None) -> dict:
+    """The solution's stack whose size check raises ``message``, or does nothing (None)."""
+    source = fx.solution_sources(ROOT, "deep_birnn")["stacked_rnn_forward"]
+    own = source[source.index("raise ValueError(") : source.index("out, caches = x, []")]
+    replacement = f"raise ValueError({message!r})\n    " if message else "pass\n    "
+    return fx.namespace({"stacked_rnn_forward": source.replace(own, replacement)})
+
+
+@pytest.mark.parametrize(
+    ("message", "verdict"),
+    [
+        (None, "must raise ValueError, but no error was raised"),  # NumPy broadcasts size 1
+        ("operands could not be broadcast together", "NumPy's broadcasting error"),
+        ("residual sizes differ", "must name the layer"),
+        ("residual sizes differ at layer 1", "must name the layer"),
+    ],
+)
+def test_the_size_check_must_be_the_students_own_and_name_the_layer(
+    message: str | None, verdict: str
+) -> None:
+    ns = _stack_raising(message)
+    run_check("stacked_rnn_forward", ns)  # the public cases raise nothing
+    assert verdict in failure("stacked_rnn_forward", ns, hidden=True)
+
+
+def test_the_size_check_names_the_layer_as_the_book_or_as_code_does() -> None:
+    case = registry.get("stacked_rnn_forward").cases(hidden=True, secret=SECRET)[-1]
+    expected = registry.get("stacked_rnn_forward").expected(case)
+    layers = enumerate(case["layers"][1:], start=2)  # layer 1 may change the size
+    l = next(k for k, (Wx, Wh, _) in layers if Wx.shape[0] != Wh.shape[0])
+    assert expected["names"] == [f"layer {l}", f"layers[{l - 1}]"]
+    for message in (f"Layer {l} maps 1 feature to 4", f"layers[{l - 1}] changes the size"):
+        checks.compare(
+            "stacked_rnn_forward",
+            {"raised": f"ValueError: {message}"},
+            expected,
+            case_label="hidden case 6",
+            hidden=True,
+        )
+    for message in (f"layer {l}0 differs", f"layer {l}: cannot broadcast (4,) and (1,)"):
+        with pytest.raises(AssertionError):
+            checks.compare(
+                "stacked_rnn_forward",
+                {"raised": f"ValueError: {message}"},
+                expected,
+                case_label="hidden case 6",
+                hidden=True,
+            )
 
 
 def test_student_exceptions_propagate() -> None:

@@ -103,9 +103,7 @@ def test_gru_follows_the_lecture_equations_not_torch() -> None:
     assert np.abs(torch_h - got).max() > 1e-3
 
 
-def test_birnn_matches_bidirectional_torch_rnn() -> None:
-    pf, pb = rnn_params(1, seed=20), rnn_params(1, seed=30)
-    x, hf, hb = rand(N, T, D, seed=17), rand(N, H, seed=18), rand(N, H, seed=19)
+def _bidirectional_torch_rnn(pf: tuple, pb: tuple) -> torch.nn.RNN:
     rnn = torch.nn.RNN(D, H, batch_first=True, bidirectional=True).double()
     with torch.no_grad():
         for suffix, (Wx, Wh, b) in (("l0", pf), ("l0_reverse", pb)):
@@ -113,8 +111,96 @@ def test_birnn_matches_bidirectional_torch_rnn() -> None:
             getattr(rnn, f"weight_hh_{suffix}").copy_(Wh.T)
             getattr(rnn, f"bias_ih_{suffix}").copy_(b)
             getattr(rnn, f"bias_hh_{suffix}").zero_()
-        want, _ = rnn(x, torch.stack([hf, hb]))
-    torch.testing.assert_close(deep.birnn_forward(x, hf, hb, pf, pb), want)
+    return rnn
+
+
+def test_birnn_matches_bidirectional_torch_rnn() -> None:
+    pf, pb = rnn_params(1, seed=20), rnn_params(1, seed=30)
+    x, hf, hb = rand(N, T, D, seed=17), rand(N, H, seed=18), rand(N, H, seed=19)
+    with torch.no_grad():
+        want, _ = _bidirectional_torch_rnn(pf, pb)(x, torch.stack([hf, hb]))
+    full = np.full(N, T, dtype=np.int64)
+    torch.testing.assert_close(deep.birnn_forward(x, full, hf, hb, pf, pb), want)
+
+
+def test_padded_birnn_runs_each_sequence_alone_and_pads_with_zeros() -> None:
+    """Each sequence of the padded batch gives what torch.nn gives it alone, unpadded."""
+    pf, pb = rnn_params(1, seed=21), rnn_params(1, seed=31)
+    x, hf, hb = rand(N, T, D, seed=22), rand(N, H, seed=23), rand(N, H, seed=24)
+    lengths = np.array([2, T, 1], dtype=np.int64)
+    got = deep.birnn_forward(x, lengths, hf, hb, pf, pb)
+    rnn = _bidirectional_torch_rnn(pf, pb)
+    for n, length in enumerate(lengths):
+        with torch.no_grad():
+            alone, _ = rnn(x[n : n + 1, :length], torch.stack([hf[n : n + 1], hb[n : n + 1]]))
+        torch.testing.assert_close(got[n, :length], alone[0])
+        assert torch.all(got[n, length:] == 0)
+    # the padding's values play no part
+    x2 = x.clone()
+    x2[0, 2:] = 100.0
+    torch.testing.assert_close(deep.birnn_forward(x2, lengths, hf, hb, pf, pb), got)
+
+
+def test_birnn_mistake_variants_agree_with_the_reference_when_right() -> None:
+    """The NumPy code behind the known mistakes is the reference with every switch off."""
+    rng = np.random.default_rng(0)
+    case = deep.birnn_backward_inputs(rng, hidden=True)
+    case["lengths"] = deep.lengths_of(rng, *case["x"].shape[:2])
+    h = deep._birnn_variant(case)["h"]
+    np.testing.assert_allclose(h, deep._birnn_reference(case)["h"], rtol=1e-12, atol=1e-12)
+    grads = deep._birnn_backward_variant(case)
+    want = deep._birnn_backward_reference(case)
+    for k in deep.BIRNN_GRADS:
+        np.testing.assert_allclose(grads[k], want[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    stacked = deep.stacked_backward_inputs(rng, hidden=False, index=1)
+    got, want = deep._stacked_backward_variant(stacked), deep._stacked_backward_reference(stacked)
+    np.testing.assert_allclose(got["dx"], want["dx"], rtol=1e-10, atol=1e-12)
+    for k, g in want["grads"].items():
+        np.testing.assert_allclose(got["grads"][k], g, rtol=1e-10, atol=1e-12, err_msg=k)
+    hw = deep.highway_backward_inputs(rng, hidden=False)
+    for k, g in deep._highway_backward_reference(hw).items():
+        np.testing.assert_allclose(deep._highway_backward_variant(hw)[k], g, rtol=1e-10, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["birnn_backward", "stacked_rnn_backward", "highway_backward"])
+def test_deep_birnn_backward_references_match_finite_differences(name: str) -> None:
+    check = {c.name: c for c in deep.CHECKS}[name]
+    case = check.cases(hidden=False)[1]
+    grads = check.expected(case)
+    # the reference forward, its output, and the upstream gradient's name
+    forward, outputs, upstream = {
+        "birnn_backward": (deep._birnn_reference, "h", "dh"),
+        "stacked_rnn_backward": (deep._stacked_reference, "h", "dh"),
+        "highway_backward": (deep._highway_reference, "y", "dy"),
+    }[name]
+    # the input behind each gradient, by the gradient's name
+    if name == "birnn_backward":
+        arrays = [
+            case["x"],
+            case["h0_fwd"],
+            case["h0_bwd"],
+            *case["params_fwd"],
+            *case["params_bwd"],
+        ]
+        flat = dict(zip(deep.BIRNN_GRADS, arrays, strict=True))
+    elif name == "highway_backward":
+        flat = {"d" + k: case[k] for k in deep.HIGHWAY}
+    else:
+        flat = {"dx": case["x"]}
+        for l, (ps, h0) in enumerate(zip(case["layers"], case["h0s"], strict=True), start=1):
+            flat |= {f"d{p}_{l}": a for p, a in zip(deep.PARAMS, ps, strict=True)}
+            flat[f"dh0_{l}"] = h0
+        grads = {"dx": grads["dx"]} | {"d" + k: g for k, g in grads["grads"].items()}
+    for key, array in flat.items():
+        num = central_difference(
+            lambda: torch.as_tensor(forward(case)[outputs]),
+            torch.from_numpy(array),  # shares memory: changing it changes the case
+            torch.as_tensor(case[upstream]),
+        )
+        np.testing.assert_allclose(grads[key], num.numpy(), rtol=1e-6, atol=1e-8, err_msg=key)
+    if name == "birnn_backward":  # padded steps receive no gradient
+        padded = np.arange(case["x"].shape[1]) >= case["lengths"][:, None]
+        assert padded.any() and np.all(grads["dx"][padded] == 0)
 
 
 def test_stacked_rnn_matches_torch_and_residual_adds_inputs() -> None:
@@ -139,8 +225,26 @@ def test_stacked_rnn_matches_torch_and_residual_adds_inputs() -> None:
 def test_stacked_rnn_residual_size_mismatch_raises() -> None:
     layers = [rnn_params(1, seed=40), rnn_params(1, seed=50, d=H, h=H - 1)]
     h0s = [rand(N, H, seed=22), rand(N, H - 1, seed=23)]
-    with pytest.raises(ValueError, match="equal input and output sizes"):
+    with pytest.raises(ValueError, match="equal input and output sizes, layer 2 maps"):
         deep.stacked_rnn_forward(rand(N, T, D, seed=21), h0s, layers, residual=True)
+
+
+def test_the_mismatch_case_broadcasts_silently_in_numpy() -> None:
+    """Only a check of the sizes raises: NumPy adds the size-1 input to the states."""
+    case = deep.stacked_mismatch(np.random.default_rng(3))
+    l = deep._mismatched_layer(case["layers"])
+    assert l is not None and l >= 2
+    assert case["layers"][l - 1][0].shape[0] == 1 < case["layers"][l - 1][1].shape[0]
+    want = deep._stacked_reference(case)
+    assert want["names"] == [f"layer {l}", f"layers[{l - 1}]"]
+    assert want["raised"].startswith("ValueError: ") and f"layer {l} maps" in want["raised"]
+    out = case["x"]
+    for k, (h0, (Wx, Wh, b)) in enumerate(zip(case["h0s"], case["layers"], strict=True)):
+        h = ref.rnn_forward(
+            torch.as_tensor(out), torch.as_tensor(h0), *map(torch.as_tensor, (Wx, Wh, b))
+        )
+        out = h.numpy() + out if k > 0 else h.numpy()  # no error from NumPy
+    assert out.shape[-1] == case["layers"][-1][1].shape[0]
 
 
 def test_highway_formula_and_limits() -> None:

@@ -64,7 +64,24 @@ GRADIENT_CHECKS = {
         "lstm_backward": ["dx", "dh0", *_per_block("dWx dWh db", "ifgo")],
         "gru_step_backward": ["dx", "dh_prev", *_per_block("dWx dWh dbx dbh", "rzn")],
     },
-    "deep_birnn": {},
+    "deep_birnn": {
+        "birnn_backward": [
+            "dx",
+            "dh0_fwd",
+            "dh0_bwd",
+            "dWx_fwd",
+            "dWh_fwd",
+            "db_fwd",
+            "dWx_bwd",
+            "dWh_bwd",
+            "db_bwd",
+        ],
+        "stacked_rnn_backward": [
+            "dx",
+            *(f"d{p}_{l}" for l in (1, 2, 3) for p in ("Wx", "Wh", "b", "h0")),
+        ],
+        "highway_backward": ["dx", "dW_h", "db_h", "dW_t", "db_t"],
+    },
 }
 #: A line of ``gradient_errors``'s table, or a ``name: relative error e`` line.
 TABLE_LINE = re.compile(r"^(\w+) +(\w*) +(\d\.\d+e[+-]\d+)(?:  <-- check this)?$", re.M)
@@ -83,8 +100,8 @@ STATED_OTHERWISE = {
     "max_norm": "a float `max_norm > 0`",  # in clip_grad_norm's and train_char_lm's text
     "params_fwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
     "params_bwd": "two parameter tuples `(Wx (D, H), Wh (H, H), b (H,))`",
-    "h0s": "initial states `(N, H_l)`",
-    "layers": "`(Wx (H_{l-1}, H_l), Wh (H_l, H_l), b (H_l,))`",
+    "h0s": "initial states `(N, H_ℓ)`",
+    "layers": "`(Wx (H_{ℓ-1}, H_ℓ), Wh (H_ℓ, H_ℓ), b (H_ℓ,))`",
     "residual": "`residual=True`",
     "params": "a dict of six arrays",
     "data": "an integer array of character ids",
@@ -241,6 +258,8 @@ def test_released_notebook_completes_without_torch(assignment: str, tmp_path: Pa
         errors = printed_errors(text)
         assert list(errors) == grads, (name, text)
         assert all(e < 1e-7 for e in errors.values()), (name, text)
+        if name == "birnn_backward":
+            assert "largest |dx| at a padded step: 0.0" in text, text
     setup = next(c for c in executed.cells if "from selfcheck import" in c.source)
     assert "torch" not in setup.source and "rnn_course" not in setup.source
     # the blocker really blocks: importing torch in that kernel environment fails
@@ -311,9 +330,21 @@ def _plain(cell: dict) -> bool:
     return not cell.get("metadata", {}).get("nbgrader")
 
 
+def test_the_gradient_table_is_read_per_gradient_and_block() -> None:
+    table = selfcheck.gradient_errors(
+        {"dx": np.ones(2), "dWh": np.ones((2, 4))},
+        {"dx": np.ones(2), "dWh": np.concatenate([np.ones((2, 2)), np.zeros((2, 2))], axis=1)},
+        {"dWh": ["u", "r"]},
+    )
+    errors = printed_errors(table + "\nlargest |dx| at a padded step: 0.0\n")
+    assert list(errors) == ["dx", "dWh/u", "dWh/r"]
+    assert errors["dWh/r"] == 1.0 and errors["dx"] == 0.0
+
+
 def _gradient_check_cells(cells: list, name: str) -> list:
     """Ungraded code cells after ``name``'s test cell (up to the next graded cell) that call
-    ``name`` and compare with ``numerical_gradient``."""
+    ``name`` and compare with ``numerical_gradient`` (by ``relative_error`` or a table of
+    ``gradient_errors``)."""
     test = next(i for i, c in enumerate(cells) if fx.grade_id(c) == f"test_{name}")
     found = []
     for cell in cells[test + 1 :]:
@@ -414,6 +445,27 @@ def test_written_questions_say_what_is_assessed_and_keep_the_rubric_for_instruct
         assert rubric, f"{gid}: the solution has no rubric before its model answer"
         items = re.findall(r"(\d+) points?:", rubric[1])
         assert sum(map(int, items)) == points, (gid, items)
+
+
+def test_model_answers_and_detailed_rubrics_stay_in_the_solutions() -> None:
+    """deep_birnn's written answers hold the rubric and a model answer in solutions/; the
+    released answer cell is empty and no line of either reaches the released notebook."""
+    source = fx.load(fx.solution_path(ROOT, "deep_birnn"))
+    answers = {
+        fx.grade_id(c): fx.source(c)
+        for c in source["cells"]
+        if (fx.grade_id(c) or "").startswith("written_") and c["metadata"]["nbgrader"]["solution"]
+    }
+    assert len(answers) == 3
+    released = _released("deep_birnn").cells
+    text = "\n".join(c["source"] for c in released)
+    for gid, answer in answers.items():
+        assert answer.lstrip().startswith("*Rubric (instructor's copy).*"), gid
+        assert "*Model answer.*" in answer, gid
+        (cell,) = [c for c in released if fx.grade_id(c) == gid]
+        assert cell["source"].strip() == "YOUR ANSWER HERE", gid
+        leaked = [ln for ln in answer.splitlines() if len(ln) > 40 and ln in text]
+        assert not leaked, (gid, leaked[:2])
 
 
 def test_book_base_url_comes_from_the_html_section() -> None:

@@ -141,7 +141,7 @@ def test_feedback_shows_messages_but_no_hidden_test_code(courses, student):
         assert "affine: all 2 public and 3 hidden cases passed." in html
 
 
-@pytest.mark.parametrize("assignment", ["rnn_bptt", "gated_cells"])
+@pytest.mark.parametrize("assignment", ["rnn_bptt", "gated_cells", "deep_birnn"])
 def test_course_assignment_correct_full_marks_blank_zero(tmp_path, repo_root, assignment):
     from nbgrader.api import Gradebook
 

@@ -456,7 +456,11 @@ def compare(
                 prefix,
                 "residual=True with a layer that changes the size must raise "
                 "ValueError, but no error was raised",
-                "compare the input and output sizes of each layer l > 0 before adding the residual",
+                "a layer l > 1 (layers numbered from 1) whose output size differs from its "
+                "input size cannot add its input"
+                + FIX_MARK
+                + "check the sizes of every layer l > 1 before computing anything, and raise "
+                "ValueError naming the layer",
             )
         return
     if "raised" in outputs:

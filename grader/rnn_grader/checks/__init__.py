@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rnn_grader.checks.base import wrong_error
 from rnn_grader.checks.registry import ASSIGNMENTS, CHECKS, DEPENDENCIES, NAMES, get
 from rnn_grader.student import selfcheck
 
@@ -75,8 +76,14 @@ def compare(
     """Raise ``AssertionError`` with the self-check's message when ``outputs`` are wrong.
 
     For hidden cases the message names what differs but shows no value of the case; for
-    public ones the case's ``inputs`` give the sizes that say where an output differs.
+    public ones the case's ``inputs`` give the sizes that say where an output differs. A
+    case that must raise passes only with the error the check requires
+    (:func:`~rnn_grader.checks.base.wrong_error`).
     """
+    if isinstance(outputs, dict) and "raised" in outputs and "raised" in expected:
+        problem = wrong_error(str(outputs["raised"]), expected)
+        if problem:
+            raise selfcheck.CheckFailed(selfcheck.wrap(f"{name} ({case_label}): {problem}"))
     selfcheck.compare(
         name,
         outputs,

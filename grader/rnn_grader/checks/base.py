@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,23 @@ N_PUBLIC, N_HIDDEN = 2, 5
 def explain(hint: str, fix: str) -> str:
     """A mistake's key: the conceptual hint, then the exact fix (shown only on request)."""
     return hint + selfcheck.FIX_MARK + fix
+
+
+def wrong_error(message: str, expected: dict[str, Any]) -> str:
+    """Why a raised ``ValueError`` is not the one a check requires ("" when it is).
+
+    The error must be raised on purpose: NumPy's own broadcasting error does not count,
+    and when ``expected["names"]`` lists phrases (``["layer 3", "layers[2]"]``), the
+    message must contain one of them.
+    """
+    if "broadcast" in message.lower():
+        return "the ValueError is NumPy's broadcasting error, not a check of the sizes"
+    names = expected.get("names") or []
+    if names and not any(
+        re.search(rf"(?<![\w\[]){re.escape(n)}(?!\d)", message, re.I) for n in names
+    ):
+        return "the ValueError's message must name the layer (layer 3, or layers[2])"
+    return ""
 
 
 def explained(table: dict[str, str]) -> Callable[[Callable[[Case], Variants]], Callable]:
