@@ -96,8 +96,17 @@ STASH_SOFTMAX = "def softmax(z):\n    raise RuntimeError('LEAK ' + ','.join(STAS
 
 
 def needles(values: list[np.ndarray]) -> set[str]:
-    """Text that shows a value: the first 9 characters of its repr (sign and digits)."""
-    return {repr(float(v))[:9] for a in values for v in np.ravel(a) if abs(v) >= 1e-3}
+    """Text that shows a value: the first 9 characters of its repr (sign and digits).
+
+    Whole numbers (token ids, lengths, step counts) are left out: "2.0" or "37.0" cannot be
+    told apart from the points a page shows.
+    """
+    return {
+        repr(float(v))[:9]
+        for a in values
+        for v in np.ravel(a)
+        if abs(v) >= 1e-3 and not float(v).is_integer()
+    }
 
 
 def found(text: str, wanted: set[str]) -> set[str]:
