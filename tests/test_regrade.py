@@ -161,11 +161,31 @@ def _scores(root: Path) -> dict[str, float]:
         return {s.student.id: s.code_score for s in gb.assignment_submissions(A)}
 
 
-# auto points: the solution earns 17, the wrong rnn_backward loses 5 (and
-# grad_norms_through_time, which it does not call, keeps its 3): 12
+def _points(term) -> dict[str, str]:
+    """What each student should have in the export, from the released notebook's points.
+
+    The solution earns every automatic point plus the manual ones it was given; the wrong
+    rnn_backward loses the points of exactly the tests its mistake breaks (the functions
+    that do not call it keep theirs).
+    """
+    tests = {}
+    for cell in cc.released(term["root"])["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            tests[meta["grade_id"]] = float(meta["points"])
+    lost = sum(tests[grade_id] for grade_id in WRONG_BREAKS)
+    full = sum(tests.values()) + sum(MANUAL.values())
+    return {"good": f"{full:g}", "wrong": f"{full - lost:g}", "auto": sum(tests.values())}
+
+
+WRONG_BREAKS = cc.fx.mistake("forgot_next_step_gradient").breaks
+
+
 def test_first_export_has_every_student_right(term):
+    p = _points(term)
+    assert {"test_rnn_backward", "test_char_lm_loss"} == WRONG_BREAKS
     # the blank notebook: nbgrader scores unanswered written questions 0 by itself
-    assert term["steps"]["graded"]["grades"] == {GOOD: "20.5", WRONG: "15.5", BLANK: "0"}
+    assert term["steps"]["graded"]["grades"] == {GOOD: p["good"], WRONG: p["wrong"], BLANK: "0"}
 
 
 def test_collect_records_the_lms_time_and_upload_for_nbgrader(term):
@@ -181,40 +201,46 @@ def test_a_late_resubmission_is_regraded_and_the_others_skipped(term):
     assert f"skipped {GOOD}: unchanged since it was graded" in step["log"]
     assert f"skipped {WRONG}: unchanged since it was graded" in step["log"]
     assert f"skipped {BLANK}" not in step["log"]
-    assert step["grades"] == {GOOD: "20.5", WRONG: "15.5", BLANK: ""}  # written: to grade
-    assert term["scores"][BLANK] == 17.0
+    p = _points(term)
+    assert step["grades"] == {GOOD: p["good"], WRONG: p["wrong"], BLANK: ""}  # written: to grade
+    assert term["scores"][BLANK] == p["auto"]
 
 
 def test_a_regrade_without_changes_skips_everyone(term):
     step = term["steps"]["unchanged"]
     assert all(f"skipped {s}: unchanged" in step["log"] for s in (GOOD, WRONG, BLANK))
-    assert step["grades"] == {GOOD: "20.5", WRONG: "15.5", BLANK: ""}
+    p = _points(term)
+    assert step["grades"] == {GOOD: p["good"], WRONG: p["wrong"], BLANK: ""}
 
 
 def test_a_forced_regrade_keeps_the_manual_grades_graded(term):
     step = term["steps"]["forced"]
     assert "skipped" not in step["log"]
-    assert step["grades"] == {GOOD: "20.5", WRONG: "15.5", BLANK: ""}
+    p = _points(term)
+    assert step["grades"] == {GOOD: p["good"], WRONG: p["wrong"], BLANK: ""}
 
 
 def test_a_subset_regrade_keeps_the_class_report_whole(term):
     step = term["steps"]["subset"]
-    assert step["grades"] == {GOOD: "20.5", WRONG: "15.5", BLANK: ""}
+    p = _points(term)
+    assert step["grades"] == {GOOD: p["good"], WRONG: p["wrong"], BLANK: ""}
     assert step["report"] == {GOOD, WRONG, BLANK}
 
 
 def test_a_changed_written_answer_needs_grading_again_and_only_it(term):
     step = term["steps"]["rewritten"]
     assert f"skipped {GOOD}" not in step["log"]
-    assert step["grades"] == {GOOD: "", WRONG: "15.5", BLANK: ""}
+    assert step["grades"] == {GOOD: "", WRONG: _points(term)["wrong"], BLANK: ""}
     line = next(ln for ln in step["written"].splitlines() if ln.startswith(GOOD))
     assert line.split() == [GOOD, "1", "written_clipping"]
 
 
 def test_the_late_policy_applies_at_export_and_says_what_it_did(term):
     step = term["steps"]["policy"]
-    # blank: 2 started days late -> 20 % of 20.5; wrong: extension, on time; good: on time
-    assert step["grades"] == {GOOD: "20.5", WRONG: "15.5", BLANK: "16.4"}
+    # blank: 2 started days late -> 20 % off; wrong: extension, on time; good: on time
+    p = _points(term)
+    late = f"{round(0.8 * float(p['good']), 2):g}"
+    assert step["grades"] == {GOOD: p["good"], WRONG: p["wrong"], BLANK: late}
     row = step["summary"][BLANK]
     assert row["late"] == "True" and row["late_percent"] == "20"
     assert row["days_late"] == "1.40" and "2 started day(s) after the due date" in row["late_rule"]
