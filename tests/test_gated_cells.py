@@ -30,6 +30,7 @@ from rnn_grader.checks.base import t_
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "submissions"))
 import mistakes as fx
+from independent import GATED_CELLS_LOOPS
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = b"unit-tests-secret-0123456789"
@@ -132,94 +133,7 @@ def test_the_costly_outputs_fit_the_grader_s_protocol() -> None:
     assert total < 0.7 * SandboxLimits().max_message_bytes
 
 
-NAIVE = {
-    "lstm_step_forward": '''
-def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b):
-    """One sample at a time."""
-    N, H = h_prev.shape
-    h_next, c_next, rows = np.empty((N, H)), np.empty((N, H)), []
-    for n in range(N):
-        a = Wx.T @ x[n] + Wh.T @ h_prev[n] + b
-        i, f, o = sigmoid(a[:H]), sigmoid(a[H : 2 * H]), sigmoid(a[3 * H :])
-        g = np.tanh(a[2 * H : 3 * H])
-        c_next[n] = f * c_prev[n] + i * g
-        h_next[n] = o * np.tanh(c_next[n])
-        rows.append((i, f, g, o, np.tanh(c_next[n])))
-    return h_next, c_next, (x, h_prev, c_prev, Wx, Wh, rows)
-''',
-    "lstm_step_backward": '''
-def lstm_step_backward(dh_next, dc_next, cache):
-    """One sample at a time, an outer product per sample."""
-    x, h_prev, c_prev, Wx, Wh, rows = cache
-    dx, dh_prev, dc_prev = np.empty_like(x), np.empty_like(h_prev), np.empty_like(c_prev)
-    dWx, dWh, db = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(Wx.shape[1])
-    for n, (i, f, g, o, tc) in enumerate(rows):
-        dc = dc_next[n] + dh_next[n] * o * (1 - tc**2)
-        da = np.concatenate(
-            [dc * g * i * (1 - i), dc * c_prev[n] * f * (1 - f), dc * i * (1 - g**2),
-             dh_next[n] * tc * o * (1 - o)]
-        )
-        dx[n], dh_prev[n], dc_prev[n] = Wx @ da, Wh @ da, dc * f
-        dWx += np.outer(x[n], da)
-        dWh += np.outer(h_prev[n], da)
-        db += da
-    return dx, dh_prev, dc_prev, dWx, dWh, db
-''',
-    "lstm_forward": """
-def lstm_forward(x, h0, Wx, Wh, b):
-    N, T, _ = x.shape
-    h, caches = np.empty((N, T, h0.shape[1])), []
-    state, cell = h0, np.zeros_like(h0)
-    for t in range(T):
-        state, cell, step = lstm_step_forward(x[:, t], state, cell, Wx, Wh, b)
-        h[:, t] = state
-        caches.append(step)
-    return h, caches
-""",
-    "lstm_backward": """
-def lstm_backward(dh, cache):
-    N, T, H = dh.shape
-    dx = np.empty((N, T, cache[0][0].shape[1]))
-    dWx = dWh = db = 0.0
-    carried, dc = np.zeros((N, H)), np.zeros((N, H))
-    for t in reversed(range(T)):
-        dx[:, t], carried, dc, a, w, c = lstm_step_backward(dh[:, t] + carried, dc, cache[t])
-        dWx, dWh, db = dWx + a, dWh + w, db + c
-    return dx, carried, dWx, dWh, db
-""",
-    "gru_step_forward": '''
-def gru_step_forward(x, h_prev, Wx, Wh, bx, bh):
-    """One sample at a time."""
-    N, H = h_prev.shape
-    h_next, rows = np.empty((N, H)), []
-    for k in range(N):
-        xw, hw = Wx.T @ x[k] + bx, Wh.T @ h_prev[k] + bh
-        r, z = sigmoid(xw[:H] + hw[:H]), sigmoid(xw[H : 2 * H] + hw[H : 2 * H])
-        n = np.tanh(xw[2 * H :] + r * hw[2 * H :])
-        h_next[k] = (1 - z) * n + z * h_prev[k]
-        rows.append((r, z, n, hw[2 * H :]))
-    return h_next, (x, h_prev, Wx, Wh, rows)
-''',
-    "gru_step_backward": '''
-def gru_step_backward(dh_next, cache):
-    """One sample at a time, an outer product per sample."""
-    x, h_prev, Wx, Wh, rows = cache
-    dx, dh_prev = np.empty_like(x), np.empty_like(h_prev)
-    dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
-    dbx, dbh = np.zeros(Wx.shape[1]), np.zeros(Wx.shape[1])
-    for k, (r, z, n, hn) in enumerate(rows):
-        dan = dh_next[k] * (1 - z) * (1 - n**2)
-        daz = dh_next[k] * (h_prev[k] - n) * z * (1 - z)
-        dar = dan * hn * r * (1 - r)
-        gx, gh = np.concatenate([dar, daz, dan]), np.concatenate([dar, daz, dan * r])
-        dx[k], dh_prev[k] = Wx @ gx, dh_next[k] * z + Wh @ gh
-        dWx += np.outer(x[k], gx)
-        dWh += np.outer(h_prev[k], gh)
-        dbx += gx
-        dbh += gh
-    return dx, dh_prev, dWx, dWh, dbx, dbh
-''',
-}
+NAIVE = GATED_CELLS_LOOPS
 
 #: Forward functions that keep their inputs, and backward functions that differentiate them
 #: numerically one column at a time: centered differences on each column of a bias (every
