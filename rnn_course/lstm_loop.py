@@ -45,8 +45,8 @@ Backward, with ``dh_s = dout_s + W_{hh}^T da_{s+1}`` (``da`` the pre-activation 
 .. math::
     \begin{aligned}
     dc &\mathrel{+}= dh_s \odot o \odot (1 - \tanh^2 c_s) \\
-    (da_o, da_i, da_f, da_g) &= (dh_s, dc, dc, dc) \odot
-        (h_s (1-o),\; g\, i(1-i),\; c_{s-1} f(1-f),\; i (1-g^2)) \\
+    da_o &= dh_s \odot h_s (1-o), \qquad da_i = dc \odot g\, i(1-i) \\
+    da_f &= dc \odot c_{s-1} f(1-f), \qquad da_g = dc \odot i (1-g^2) \\
     dc_{s-1} &= dc \odot f
     \end{aligned}
 
