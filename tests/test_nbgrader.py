@@ -212,8 +212,10 @@ def test_numerically_differentiated_backward_functions_earn_nothing(graded: dict
     scores = graded["rnn_bptt"]["scores"]["cheat_numeric"]
     full = max_points(released("rnn_bptt"))
     backward = {"test_rnn_step_backward", "test_rnn_backward", "test_grad_norms_through_time"}
-    assert {g for g, v in scores.items() if v == 0} == backward
-    assert all(scores[g] == full[g] for g in set(full) - backward)
+    # the character model's loss calls rnn_backward, and its training calls the loss
+    calls_it = {"test_char_lm_loss", "test_train_char_lm"}
+    assert {g for g, v in scores.items() if v == 0} == backward | calls_it
+    assert all(scores[g] == full[g] for g in set(full) - backward - calls_it)
     course = graded["rnn_bptt"]["course"]
     nb = fx.load(course / "autograded" / "cheat_numeric" / "rnn_bptt" / "rnn_bptt.ipynb")
     outputs = {fx.grade_id(c): json.dumps(c.get("outputs", [])) for c in nb["cells"]}

@@ -48,6 +48,7 @@ from rnn_grader.autograde.sandbox import (
 from rnn_grader.autograde.session import Step
 from rnn_grader.autograde.store import GradingStore
 from rnn_grader.autograde.text import printable
+from rnn_grader.gradebook_url import course_db_url
 
 RETRIES = 3
 
@@ -61,6 +62,8 @@ def load_config(root: Path, *, unsafe: bool = False) -> Any:
 
     c = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     c.CourseDirectory.root = str(root)
+    if "db_url" in c.CourseDirectory:  # a relative SQLite path means the course root's
+        c.CourseDirectory.db_url = course_db_url(root, str(c.CourseDirectory.db_url))
     installed = "Autograde" in c and "autograde_preprocessors" in c.Autograde
     if not installed or TrustedExecute not in c.Autograde.autograde_preprocessors:
         configure(c)

@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rnn_grader.autograde.text import printable
+from rnn_grader.gradebook_url import course_db_url
 from rnn_grader.lms.base import GradeRow, Lms, RosterEntry, Upload, display_name
 from rnn_grader.lms.lateness import LatePolicy, parse_time
 
@@ -99,9 +100,7 @@ def settings_from_config(c: Any, root: Path) -> LmsSettings:
             f"{', '.join(LMS_SETTINGS)}"
         )
     course = c.get("CourseDirectory", {})
-    db_url = str(course.get("db_url", "sqlite:///gradebook.db"))
-    if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):
-        db_url = f"sqlite:///{root / db_url[len('sqlite:///') :]}"
+    db_url = course_db_url(root, str(course.get("db_url", "sqlite:///gradebook.db")))
     return LmsSettings(
         lms=str(lms.get("lms", "canvas")),
         roster=str(lms.get("roster", "")),
