@@ -105,28 +105,20 @@ def softmax_cross_entropy(scores, targets, mask):
 }
 
 
-def _gated_cells_loops() -> dict[str, str]:
-    """gated_cells' correct answers written as naive loops: one example at a time, an outer
-    product per example; the tests run them too."""
+def _fixture_loops(name: str) -> dict[str, str]:
+    """Correct answers written with loops over the batch and over time, as the tests'
+    submissions fixtures hold them (``GATED_CELLS_LOOPS``, ``DEEP_BIRNN_LOOPS``); the tests
+    run the same answers."""
     sys.path.insert(0, str(solution_cells.ROOT / "tests" / "fixtures" / "submissions"))
-    from independent import GATED_CELLS_LOOPS
+    import independent
 
-    return GATED_CELLS_LOOPS
-
-
-def _deep_birnn_loops() -> dict[str, str]:
-    """deep_birnn's correct answers written with loops over the batch and over time, forward
-    and backward (a backward pass reads its own forward's cache); the tests run them too."""
-    sys.path.insert(0, str(solution_cells.ROOT / "tests" / "fixtures" / "submissions"))
-    from independent import DEEP_BIRNN_LOOPS
-
-    return DEEP_BIRNN_LOOPS
+    return getattr(independent, name)
 
 
 NAIVE = {
     "rnn_bptt": lambda: NAIVE_RNN_BPTT,
-    "gated_cells": _gated_cells_loops,
-    "deep_birnn": _deep_birnn_loops,
+    "gated_cells": lambda: _fixture_loops("GATED_CELLS_LOOPS"),
+    "deep_birnn": lambda: _fixture_loops("DEEP_BIRNN_LOOPS"),
 }
 
 
