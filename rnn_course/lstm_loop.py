@@ -90,11 +90,13 @@ def from_oifg(w: Tensor) -> Tensor:
 # no gain at 4096 (N·H = 16·256, 32·128, 64·64), where the eight extra calls per step
 # cost as much as the passes over memory they replace.
 PER_STEP_FACTORS = 8192
-# Steps of at least this many state entries compute tanh(c) as 2 σ(2c) − 1, three calls
-# instead of one: torch.tanh takes about six times as long per element as torch.sigmoid on
-# this kind of CPU. Measured in one process at T=100, N=64, H=256: 1.13 instead of 1.18
-# times the GEMM floor for forward and backward; at N·H = 1024 and 2048 the two extra calls
-# cost as much as they save, or more.
+# Steps that write their factors as they go and have at least this many state entries
+# compute tanh(c) as 2 σ(2c) − 1, three calls instead of one: torch.tanh takes about six
+# times as long per element as torch.sigmoid on this kind of CPU. Measured in one process at
+# T=100, N=64, H=256: 1.13 instead of 1.18 times the GEMM floor for forward and backward.
+# The other steps keep the cell in units of 2c, so that the same costs two calls, a sigmoid
+# and an add (see _forward_steps): measured against torch.tanh in one process, forward and
+# backward, 0.98 of the time of a call at T=50, N=32, H=64, no gain at T=100, N=16, H=64.
 TANH_BY_SIGMOID = 8192
 
 
@@ -135,8 +137,12 @@ def _forward_steps(
     four blocks on entry, activations (or, with ``factors``, the local factors) on exit.
 
     ``cs``, ``tcs`` and ``hs`` (each ``(P, H)``) receive ``c_s``, ``tanh(c_s)`` (with
-    ``factors``: ``∂h/∂c``) and ``h_s``. Every per-step view is local to this function, so
-    all of them are freed when it returns (see :mod:`rnn_course.loop_context`).
+    ``factors``: ``∂h/∂c``) and ``h_s``. Without ``factors`` the loop runs the cell in units
+    of ``2c`` (``cs`` holds ``2 c_s`` until the end), so that ``tanh(c_s) = 2 σ(2 c_s) − 1``
+    costs a sigmoid and an add; with them, the factors of the f gate read ``c_{s-1}`` during
+    the loop, and ``tanh`` is taken directly or, for large steps, as ``2 σ(2c) − 1``. Every
+    per-step view is local to this function, so all of them are freed when it returns (see
+    :mod:`rnn_course.loop_context`).
     """
     H = hs.shape[1]
     minus_one, two = (rows.new_full((), v) for v in (-1.0, 2.0))
@@ -151,23 +157,32 @@ def _forward_steps(
     O, I, F, G_ = (views(v) for v in rows[:, : 4 * H].split(H, dim=1))
     TC = views(tcs)
     HS, H0 = schedule.with_prev(hs, h0)
-    C, C0 = schedule.with_prev(cs, c0)
+    doubled = not factors  # the cell in units of 2c
+    C, C0 = schedule.with_prev(cs, c0 * 2 if doubled else c0)
     for k in range(len(A)):
         # a = W_ih x_s + b + W_hh h_{s-1}, then σ of all four blocks: (o, i, f, σ(2 a_g))
         A[k].addmm_(H0[k], w_hh_t).sigmoid_()
         # g = 2 σ(2 a_g) − 1 = tanh(a_g)
         g = torch.add(minus_one, G_[k], alpha=2, out=G_[k])
-        # c_s = f ⊙ c_{s-1} + i ⊙ g
-        c = torch.mul(F[k], C0[k], out=C[k]).addcmul_(I[k], g)
-        # h_s = o ⊙ tanh(c_s), with tanh(c) = 2 σ(2c) − 1 for large steps
-        if tanh_by_sigmoid:
-            tc = torch.mul(c, two, out=TC[k]).sigmoid_()
+        if doubled:
+            # 2c_s = f ⊙ 2c_{s-1} + 2 i ⊙ g; tanh(c_s) = 2 σ(2c_s) − 1
+            c = torch.mul(F[k], C0[k], out=C[k]).addcmul_(I[k], g, value=2)
+            tc = torch.sigmoid(c, out=TC[k])
             torch.add(minus_one, tc, alpha=2, out=tc)
         else:
-            tc = torch.tanh(c, out=TC[k])
+            # c_s = f ⊙ c_{s-1} + i ⊙ g; tanh(c) = 2 σ(2c) − 1 for large steps
+            c = torch.mul(F[k], C0[k], out=C[k]).addcmul_(I[k], g)
+            if tanh_by_sigmoid:
+                tc = torch.mul(c, two, out=TC[k]).sigmoid_()
+                torch.add(minus_one, tc, alpha=2, out=tc)
+            else:
+                tc = torch.tanh(c, out=TC[k])
+        # h_s = o ⊙ tanh(c_s)
         h = torch.mul(O[k], tc, out=HS[k])
         if factors:  # this step's local factors, while its activations are in the cache
             _factors(R[k], tc, tc, h, C0[k], H)
+    if doubled:
+        cs.mul_(0.5)  # c_s, exactly (a power of two): the final state and the factors read it
 
 
 def _backward_steps(

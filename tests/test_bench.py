@@ -4,6 +4,10 @@ it times computes what it claims: the same function, the named gradients, the pr
 from __future__ import annotations
 
 import math
+import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,9 +18,9 @@ from rnn_course.baselines import LOOP_PEERS, GemmFloor
 
 
 def test_main_prints_one_row_per_size_and_pass(capsys):
-    rows = bench.main(
-        ["--config", "3,2,4,5", "--config", "2,1,3,3", "--repeats", "1", "--warmup", "0"]
-    )
+    # the allocator stays as it is in the test process (keep_freed_memory is tested apart)
+    rows = bench.main(["--config", "3,2,4,5", "--config", "2,1,3,3", "--repeats", "1",
+                       "--warmup", "0", "--malloc", "system"])  # fmt: skip
     printed = capsys.readouterr().out
     assert [(r.config.label, r.pass_) for r in rows] == [
         (label, pass_)
@@ -31,7 +35,7 @@ def test_main_prints_one_row_per_size_and_pass(capsys):
         for value in values:
             assert math.isfinite(value) and value > 0
     lines = printed.splitlines()
-    assert "1 thread(s)" in lines[0]
+    assert "1 thread(s)" in lines[0] and "the allocator as the system set it" in lines[0]
     tables = printed.split("\n\n")[1:]  # title, table, title, table, ...
     titles, bodies = tables[0::2], tables[1::2]
     assert [t.strip() for t in titles] == list(bench.TABLES)
@@ -41,6 +45,10 @@ def test_main_prints_one_row_per_size_and_pass(capsys):
         # every line of a Markdown table has the same columns
         assert {line.count("|") for line in table} == {len(columns) + 3}
     assert "fastest peer/ours" in bodies[1] and "LSTM packed/padded" in bodies[2]
+    assert "LSTM floor" in bodies[3]
+    for row in rows:
+        assert set(row.faults) == set(bench.KEYS)
+        assert all(row.faults_per_call(*key) >= 0 for key in bench.KEYS)
 
 
 def fake_row(ms: dict[tuple[str, str], tuple[float, ...]]) -> bench.BenchRow:
@@ -221,3 +229,50 @@ def test_profile_sorts_one_call_s_time_into_products_operations_and_views(capsys
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| size | call ms | floor ms | products")
     assert lines[2].startswith("| T=6 N=3 I=4 H=5 |")
+
+
+KEEP_SCRIPT = """
+import sys
+import torch
+from rnn_course import bench
+from rnn_course.layers import LSTM
+
+if sys.argv[1] == "keep":
+    assert bench.keep_freed_memory()
+torch.manual_seed(0)
+layer, x = LSTM(64, 64), torch.randn(100, 16, 64, requires_grad=True)
+def call():
+    out, _ = layer(x)
+    out.sum().backward()
+faults = []
+for _ in range(15):
+    before = bench.minor_faults()
+    call()
+    faults.append(bench.minor_faults() - before)
+print(sorted(faults[5:])[5])  # the median call after five
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="keep_freed_memory only knows glibc; elsewhere it returns False (tested below)",
+)
+def test_keep_freed_memory_lets_the_layer_reuse_its_buffers(tmp_path):
+    """Run where glibc maps every block of 128 KiB or more afresh (its environment
+    variable, the worst case of its history), the LSTM's call (T=100, N=16, H=64, forward
+    and backward) touches over a thousand fresh pages; after keep_freed_memory() the median
+    call reuses the memory its previous calls freed (a call now and then still grows the
+    heap by a block)."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "OMP_NUM_THREADS": "1"}
+    faults = {}
+    for mode in ("system", "keep"):
+        done = subprocess.run([sys.executable, "-c", KEEP_SCRIPT, mode], capture_output=True,
+                              text=True, check=True, cwd=tmp_path, env=env)  # fmt: skip
+        faults[mode] = float(done.stdout.split()[-1])
+    assert faults["system"] > 1000, faults
+    assert faults["keep"] < 50, faults
+
+
+def test_keep_freed_memory_says_false_where_the_c_library_is_not_glibc(monkeypatch):
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("musl", "1.2"))
+    assert bench.keep_freed_memory() is False
